@@ -1,0 +1,205 @@
+/**
+ * The Bun backend: `bun:ffi` (`dlopen`, `toArrayBuffer`, threadsafe `JSCallback`). Bun has no
+ * nonblocking FFI calls, so symbols marked `offThread` run in a small pool of Workers that open
+ * the same library and block in C there.
+ *
+ * `bun:ffi` is loaded with `import.meta.require` when the backend is created, so that neither
+ * Deno nor JSR's analysis ever sees a `bun:` import.
+ *
+ * @module
+ */
+
+import { ERRNO_DEFINITION, ERRNO_LOCATION, type NativeType, type SymbolDefinition, SYMBOLS } from "./symbols.ts";
+import type { Address, Backend, Libc, NativeLibrary, OffThreadResult, ThreadSafeCallback } from "./types.ts";
+
+/** The part of `bun:ffi` this backend uses. */
+interface BunFfi {
+  dlopen(
+    path: string,
+    symbols: Record<string, { args: string[]; returns: string }>,
+  ): { symbols: Record<string, (...args: unknown[]) => unknown>; close(): void };
+  toArrayBuffer(address: number, byteOffset: number, byteLength: number): ArrayBuffer;
+  JSCallback: new(
+    fn: (value: number | null) => void,
+    definition: { args: string[]; returns: string; threadsafe: boolean },
+  ) => { ptr: number | null };
+}
+
+/** Bun's Worker adds `ref`/`unref`, like Node's. */
+interface BunWorker extends Worker {
+  ref(): void;
+  unref(): void;
+}
+
+// `buffer` is "ptr" too: Bun passes a typed array's address for the duration of the call.
+const TYPES: Record<NativeType, string> = {
+  i32: "i32",
+  isize: "i64_fast",
+  usize: "u64_fast",
+  pointer: "ptr",
+  buffer: "ptr",
+  void: "void",
+};
+
+function bunDefinition(def: SymbolDefinition): { args: string[]; returns: string } {
+  return { args: def.params.map((type) => TYPES[type]), returns: TYPES[def.result] };
+}
+
+function loadFfi(): BunFfi {
+  const meta = import.meta as unknown as { require(id: string): unknown };
+  return meta.require("bun:ffi") as BunFfi;
+}
+
+/**
+ * Runs in each Worker: opens the library by the same path and performs one blocking call per
+ * message, answering with its result and the errno of that thread.
+ */
+const WORKER_SOURCE = `
+const { dlopen, toArrayBuffer } = require("bun:ffi");
+let lib;
+self.onmessage = (event) => {
+  const [path, errnoSymbol, name, args] = event.data;
+  lib ??= dlopen(path, {
+    aio_suspend: ${JSON.stringify(bunDefinition(SYMBOLS.aio_suspend))},
+    [errnoSymbol]: ${JSON.stringify(bunDefinition(ERRNO_DEFINITION))},
+  });
+  const result = lib.symbols[name](...args);
+  const errno = result === -1 ? new Int32Array(toArrayBuffer(lib.symbols[errnoSymbol](), 0, 4))[0] : 0;
+  postMessage([result, errno]);
+};
+`;
+
+/** Idle workers kept for reuse; more are started while calls overlap and ended afterwards. */
+const IDLE_WORKERS = 2;
+
+class WorkerPool {
+  readonly #path: string;
+  readonly #errnoSymbol: string;
+  readonly #idle: BunWorker[] = [];
+  #url: string | undefined;
+
+  constructor(path: string, errnoSymbol: string) {
+    this.#path = path;
+    this.#errnoSymbol = errnoSymbol;
+  }
+
+  call(name: string, args: unknown[]): Promise<OffThreadResult> {
+    this.#url ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" }));
+    const worker = this.#idle.pop() ?? (new Worker(this.#url) as BunWorker);
+    worker.ref();
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<[number, number]>) => {
+        this.#release(worker);
+        resolve({ result: event.data[0], errno: event.data[1] });
+      };
+      worker.onerror = (event: ErrorEvent) => {
+        worker.terminate();
+        reject(new Error(`The worker calling ${name} failed: ${event.message}`));
+      };
+      worker.postMessage([this.#path, this.#errnoSymbol, name, args]);
+    });
+  }
+
+  #release(worker: BunWorker): void {
+    worker.onmessage = null;
+    worker.onerror = null;
+    if (this.#idle.length < IDLE_WORKERS) {
+      worker.unref();
+      this.#idle.push(worker);
+    } else {
+      worker.terminate();
+    }
+  }
+}
+
+/** Creates the Bun backend. */
+export function createBunBackend(): Backend {
+  const ffi = loadFfi();
+  const process =
+    (globalThis as unknown as { process: { platform: string; arch: string; env: Record<string, string> } })
+      .process;
+  return {
+    runtime: "bun",
+    os: process.platform === "win32" ? "windows" : process.platform,
+    arch: ({ x64: "x86_64", arm64: "aarch64" } as Record<string, string>)[process.arch] ?? process.arch,
+    NULL: null,
+    checkPermission(): void {},
+    env: (name: string): string | undefined => process.env[name],
+    open(path: string, errnoSymbol: string): NativeLibrary {
+      const required: Record<string, { args: string[]; returns: string }> = {};
+      const optional: string[] = [];
+      for (const [key, def] of Object.entries(SYMBOLS) as [string, SymbolDefinition][]) {
+        if (def.offThread) continue;
+        const name = def.symbol ?? key;
+        if (def.optional) optional.push(key);
+        else required[name] = bunDefinition(def);
+      }
+      required[errnoSymbol] = bunDefinition(ERRNO_DEFINITION);
+      const library = ffi.dlopen(path, required);
+      const raw: Record<string, unknown> = { ...library.symbols };
+      const extra: { close(): void }[] = [];
+      for (const key of optional) {
+        try {
+          const one = ffi.dlopen(path, { [key]: bunDefinition(SYMBOLS[key as keyof typeof SYMBOLS]) });
+          extra.push(one);
+          raw[key] = one.symbols[key];
+        } catch {
+          // Absent from this C library.
+        }
+      }
+      const symbols: Record<string, unknown> = {};
+      for (const [key, def] of Object.entries(SYMBOLS) as [string, SymbolDefinition][]) {
+        symbols[key] = raw[def.symbol ?? key];
+      }
+      const errnoLocation = raw[errnoSymbol] as () => number;
+      symbols[ERRNO_LOCATION] = errnoLocation;
+      const pool = new WorkerPool(path, errnoSymbol);
+      for (const [key, def] of Object.entries(SYMBOLS) as [string, SymbolDefinition][]) {
+        if (def.offThread) symbols[key] = (...args: unknown[]) => pool.call(def.symbol ?? key, args);
+      }
+      let errnoCell: Int32Array | undefined;
+      return {
+        path,
+        symbols: symbols as unknown as Libc,
+        has: (name) => symbols[name] != null,
+        errno(): number {
+          errnoCell ??= new Int32Array(ffi.toArrayBuffer(errnoLocation(), 0, 4));
+          return errnoCell[0];
+        },
+        close(): void {
+          for (const one of extra) one.close();
+          library.close();
+        },
+      };
+    },
+    view(address: Address, byteLength: number): ArrayBuffer {
+      if (!address) throw new TypeError("Cannot view native memory at the null pointer");
+      return ffi.toArrayBuffer(address as number, 0, byteLength);
+    },
+    offset(address: Address, offset: number): Address {
+      return (address as number) + offset;
+    },
+    toBigInt(address: Address): bigint {
+      return BigInt(address ?? 0);
+    },
+    callback(fn: (value: bigint) => void): ThreadSafeCallback {
+      const callback = new ffi.JSCallback((value) => fn(BigInt(value ?? 0)), {
+        args: ["ptr"],
+        returns: "void",
+        threadsafe: true,
+      });
+      // A JSCallback does not keep Bun alive: a timer does while C may still call it.
+      let keepAlive: ReturnType<typeof setInterval> | undefined;
+      let refs = 0;
+      return {
+        address: callback.ptr,
+        ref(): void {
+          if (refs++ === 0) keepAlive = setInterval(() => {}, 1 << 30);
+        },
+        unref(): void {
+          if (--refs === 0) clearInterval(keepAlive);
+        },
+      };
+    },
+  };
+}

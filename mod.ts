@@ -1,0 +1,30 @@
+/**
+ * POSIX asynchronous I/O for Deno and Bun, straight from the C library through FFI: durable
+ * `fsync`/`fdatasync` that block neither the event loop nor the runtime's thread pool, and
+ * positioned `read`/`write`, all as Promises. The C-faithful layer is `@posix/aio/posix`.
+ *
+ * Deno needs `--allow-ffi`. Nothing is loaded until the first call.
+ *
+ * @example Append records and make them durable
+ * ```ts ignore
+ * import { fdatasync } from "@posix/aio";
+ * import { open } from "node:fs/promises";
+ *
+ * const log = await open("app.log", "a");
+ * await log.write("record 1\n");
+ * await fdatasync(log); // the record survives a power cut from here on
+ * await log.close();
+ * ```
+ *
+ * @module
+ */
+
+export { AioError } from "./src/errors.ts";
+export type { AioErrorOptions } from "./src/errors.ts";
+export { configure, stats, target } from "./src/info.ts";
+export type { CompletionName, ConfigureOptions, Stats, Target } from "./src/info.ts";
+export { AioRequest, read, write } from "./src/requests.ts";
+export type { AioOperation, AioOptions, CancelResult, FdLike } from "./src/requests.ts";
+export { suspend } from "./src/suspend.ts";
+export type { SuspendOptions } from "./src/suspend.ts";
+export { fdatasync, fsync } from "./src/sync.ts";

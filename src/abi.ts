@@ -1,0 +1,410 @@
+/**
+ * Per-target ABI tables: the layout of `struct aiocb`, `struct sigevent`, `struct timespec`
+ * (and glibc's `struct aioinit`), the constants, the limits, where the functions live, and the
+ * few behaviours that differ. Data only: code asks this table and never tests the platform
+ * itself.
+ *
+ * Offsets and sizes are in bytes, each field as `[offset, size]`. Written from the C headers
+ * (glibc `rt/aio.h`, `bits/types/sigevent_t.h`; musl `include/aio.h`, `include/signal.h`; xnu
+ * `bsd/sys/aio.h`, `bsd/sys/signal.h`) and checked by the test suite against the C compiler and
+ * the reference data.
+ *
+ * @module
+ */
+
+/** A struct member: `[offset, size]` in bytes. */
+export type Field = readonly [offset: number, size: number];
+
+/** `struct aiocb`. */
+export interface AiocbLayout {
+  readonly size: number;
+  readonly align: number;
+  readonly aio_fildes: Field;
+  readonly aio_lio_opcode: Field;
+  readonly aio_reqprio: Field;
+  readonly aio_buf: Field;
+  readonly aio_nbytes: Field;
+  readonly aio_sigevent: Field;
+  readonly aio_offset: Field;
+}
+
+/** `struct sigevent`. */
+export interface SigeventLayout {
+  readonly size: number;
+  readonly sigev_value: Field;
+  readonly sigev_signo: Field;
+  readonly sigev_notify: Field;
+  readonly sigev_notify_function: Field;
+  readonly sigev_notify_attributes: Field;
+}
+
+/** `struct timespec`. */
+export interface TimespecLayout {
+  readonly size: number;
+  readonly tv_sec: Field;
+  readonly tv_nsec: Field;
+}
+
+/** glibc's `struct aioinit` for `aio_init()` (the fields this module sets). */
+export interface AioinitLayout {
+  readonly size: number;
+  readonly aio_threads: Field;
+  readonly aio_num: Field;
+  readonly aio_idle_time: Field;
+}
+
+/** errno values by name. */
+export type ErrnoTable = Readonly<Record<ErrnoName, number>>;
+
+/** The errno names every table defines. */
+export type ErrnoName =
+  | "EPERM"
+  | "ENOENT"
+  | "ESRCH"
+  | "EINTR"
+  | "EIO"
+  | "ENXIO"
+  | "E2BIG"
+  | "ENOEXEC"
+  | "EBADF"
+  | "ECHILD"
+  | "EAGAIN"
+  | "ENOMEM"
+  | "EACCES"
+  | "EFAULT"
+  | "EBUSY"
+  | "EEXIST"
+  | "EXDEV"
+  | "ENODEV"
+  | "ENOTDIR"
+  | "EISDIR"
+  | "EINVAL"
+  | "ENFILE"
+  | "EMFILE"
+  | "ENOTTY"
+  | "ETXTBSY"
+  | "EFBIG"
+  | "ENOSPC"
+  | "ESPIPE"
+  | "EROFS"
+  | "EMLINK"
+  | "EPIPE"
+  | "ERANGE"
+  | "EDEADLK"
+  | "ENOLCK"
+  | "ENOSYS"
+  | "EOVERFLOW"
+  | "ENOTSUP"
+  | "EOPNOTSUPP"
+  | "EDQUOT"
+  | "ESTALE"
+  | "ETIMEDOUT"
+  | "EINPROGRESS"
+  | "ECANCELED";
+
+/** The constants of `<aio.h>`, `<fcntl.h>`, `<signal.h>` and `<errno.h>` this module uses. */
+export interface Constants extends ErrnoTable {
+  readonly O_RDONLY: number;
+  readonly O_WRONLY: number;
+  readonly O_RDWR: number;
+  readonly O_SYNC: number;
+  readonly O_DSYNC: number;
+  readonly AIO_CANCELED: number;
+  readonly AIO_NOTCANCELED: number;
+  readonly AIO_ALLDONE: number;
+  readonly LIO_READ: number;
+  readonly LIO_WRITE: number;
+  readonly LIO_NOP: number;
+  readonly LIO_WAIT: number;
+  readonly LIO_NOWAIT: number;
+  readonly SIGEV_SIGNAL: number;
+  readonly SIGEV_NONE: number;
+  readonly SIGEV_THREAD: number;
+}
+
+/** Limits; `null` where the platform sets none. */
+export interface Limits {
+  /** Most entries `lio_listio` takes. */
+  readonly AIO_LISTIO_MAX: number | null;
+  /** Most requests one process may have in flight (finished but not yet `aio_return`ed count). */
+  readonly per_process_in_flight: number | null;
+  /** How far `aio_reqprio` may lower a request's priority. */
+  readonly AIO_PRIO_DELTA_MAX?: number;
+  /** Most entries `aio_suspend` takes. */
+  readonly aio_suspend_max_entries?: number;
+}
+
+/** Behaviours that differ between C libraries and that the engine must know. */
+export interface Features {
+  /** `SIGEV_THREAD` notification is supported. */
+  readonly sigev_thread: boolean;
+  /** `aio_read` works on a pipe (the suspend strategy wakes its waiter through one). */
+  readonly aio_on_pipes: boolean;
+}
+
+/** Everything known about one target. */
+export interface TargetAbi {
+  /** Which C library this is. */
+  readonly libc: "glibc" | "musl" | "darwin";
+  /** Names to `dlopen`, in order of preference. */
+  readonly library: readonly string[];
+  /** The function returning the address of the calling thread's errno. */
+  readonly errno_symbol: string;
+  readonly aiocb: AiocbLayout;
+  readonly sigevent: SigeventLayout;
+  readonly timespec: TimespecLayout;
+  /** `struct aioinit`, or `null` where there is no `aio_init()`. */
+  readonly aioinit: AioinitLayout | null;
+  readonly constants: Constants;
+  readonly limits: Limits;
+  readonly features: Features;
+}
+
+/** The names of the supported targets: `<os>-<arch>[-<libc>]`. */
+export type TargetName =
+  | "linux-x86_64-glibc"
+  | "linux-aarch64-glibc"
+  | "linux-x86_64-musl"
+  | "linux-aarch64-musl"
+  | "darwin-x86_64"
+  | "darwin-aarch64";
+
+// asm-generic/errno-base.h and asm-generic/errno.h: the same on x86_64 and aarch64.
+const LINUX_ERRNO: ErrnoTable = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  ENOEXEC: 8,
+  EBADF: 9,
+  ECHILD: 10,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  EXDEV: 18,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
+  ENOTTY: 25,
+  ETXTBSY: 26,
+  EFBIG: 27,
+  ENOSPC: 28,
+  ESPIPE: 29,
+  EROFS: 30,
+  EMLINK: 31,
+  EPIPE: 32,
+  ERANGE: 34,
+  EDEADLK: 35,
+  ENOLCK: 37,
+  ENOSYS: 38,
+  EOVERFLOW: 75,
+  ENOTSUP: 95,
+  EOPNOTSUPP: 95,
+  EDQUOT: 122,
+  ESTALE: 116,
+  ETIMEDOUT: 110,
+  EINPROGRESS: 115,
+  ECANCELED: 125,
+};
+
+// xnu bsd/sys/errno.h.
+const DARWIN_ERRNO: ErrnoTable = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  ENOEXEC: 8,
+  EBADF: 9,
+  ECHILD: 10,
+  EAGAIN: 35,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  EXDEV: 18,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
+  ENOTTY: 25,
+  ETXTBSY: 26,
+  EFBIG: 27,
+  ENOSPC: 28,
+  ESPIPE: 29,
+  EROFS: 30,
+  EMLINK: 31,
+  EPIPE: 32,
+  ERANGE: 34,
+  EDEADLK: 11,
+  ENOLCK: 77,
+  ENOSYS: 78,
+  EOVERFLOW: 84,
+  ENOTSUP: 45,
+  EOPNOTSUPP: 102,
+  EDQUOT: 69,
+  ESTALE: 70,
+  ETIMEDOUT: 60,
+  EINPROGRESS: 36,
+  ECANCELED: 89,
+};
+
+// glibc and musl on LP64 Linux lay out struct aiocb and struct sigevent alike:
+// int aio_fildes, aio_lio_opcode, aio_reqprio; volatile void *aio_buf; size_t aio_nbytes;
+// struct sigevent aio_sigevent (64 bytes); private fields; off_t aio_offset at 128; 168 in all.
+const LINUX_AIOCB: AiocbLayout = {
+  size: 168,
+  align: 8,
+  aio_fildes: [0, 4],
+  aio_lio_opcode: [4, 4],
+  aio_reqprio: [8, 4],
+  aio_buf: [16, 8],
+  aio_nbytes: [24, 8],
+  aio_sigevent: [32, 64],
+  aio_offset: [128, 8],
+};
+
+// union sigval sigev_value; int sigev_signo; int sigev_notify; then the SIGEV_THREAD pair.
+const LINUX_SIGEVENT: SigeventLayout = {
+  size: 64,
+  sigev_value: [0, 8],
+  sigev_signo: [8, 4],
+  sigev_notify: [12, 4],
+  sigev_notify_function: [16, 8],
+  sigev_notify_attributes: [24, 8],
+};
+
+const TIMESPEC_64: TimespecLayout = { size: 16, tv_sec: [0, 8], tv_nsec: [8, 8] };
+
+const LINUX_AIO_CONSTANTS = {
+  O_RDONLY: 0,
+  O_WRONLY: 1,
+  O_RDWR: 2,
+  O_SYNC: 0o4010000,
+  O_DSYNC: 0o10000,
+  AIO_CANCELED: 0,
+  AIO_NOTCANCELED: 1,
+  AIO_ALLDONE: 2,
+  LIO_READ: 0,
+  LIO_WRITE: 1,
+  LIO_NOP: 2,
+  LIO_WAIT: 0,
+  LIO_NOWAIT: 1,
+  SIGEV_SIGNAL: 0,
+  SIGEV_NONE: 1,
+  SIGEV_THREAD: 2,
+} as const;
+
+const LINUX_X86_64_GLIBC: TargetAbi = {
+  libc: "glibc",
+  // glibc 2.34 moved the AIO functions into libc proper; before, they live in librt.
+  library: ["libc.so.6", "librt.so.1"],
+  errno_symbol: "__errno_location",
+  aiocb: LINUX_AIOCB,
+  sigevent: LINUX_SIGEVENT,
+  timespec: TIMESPEC_64,
+  // struct aioinit: eight ints; aio_threads first, aio_num second, aio_idle_time seventh.
+  aioinit: { size: 32, aio_threads: [0, 4], aio_num: [4, 4], aio_idle_time: [24, 4] },
+  constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
+  limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 20 },
+  features: { sigev_thread: true, aio_on_pipes: true },
+};
+
+const LINUX_X86_64_MUSL: TargetAbi = {
+  libc: "musl",
+  // musl answers any name starting "libc." with itself; Alpine names it by architecture.
+  library: ["libc.musl-x86_64.so.1", "libc.so"],
+  errno_symbol: "__errno_location",
+  aiocb: LINUX_AIOCB,
+  sigevent: LINUX_SIGEVENT,
+  timespec: TIMESPEC_64,
+  aioinit: null,
+  constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
+  limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 0 },
+  features: { sigev_thread: true, aio_on_pipes: true },
+};
+
+// xnu: int aio_fildes; off_t aio_offset; volatile void *aio_buf; size_t aio_nbytes;
+// int aio_reqprio; struct sigevent aio_sigevent; int aio_lio_opcode. 80 bytes.
+const DARWIN: TargetAbi = {
+  libc: "darwin",
+  library: ["/usr/lib/libSystem.B.dylib"],
+  errno_symbol: "__error",
+  aiocb: {
+    size: 80,
+    align: 8,
+    aio_fildes: [0, 4],
+    aio_offset: [8, 8],
+    aio_buf: [16, 8],
+    aio_nbytes: [24, 8],
+    aio_reqprio: [32, 4],
+    aio_sigevent: [40, 32],
+    aio_lio_opcode: [72, 4],
+  },
+  // int sigev_notify; int sigev_signo; union sigval sigev_value; then the SIGEV_THREAD pair.
+  sigevent: {
+    size: 32,
+    sigev_notify: [0, 4],
+    sigev_signo: [4, 4],
+    sigev_value: [8, 8],
+    sigev_notify_function: [16, 8],
+    sigev_notify_attributes: [24, 8],
+  },
+  timespec: TIMESPEC_64,
+  aioinit: null,
+  constants: {
+    ...DARWIN_ERRNO,
+    O_RDONLY: 0,
+    O_WRONLY: 1,
+    O_RDWR: 2,
+    O_SYNC: 0x80,
+    O_DSYNC: 0x400000,
+    AIO_CANCELED: 2,
+    AIO_NOTCANCELED: 4,
+    AIO_ALLDONE: 1,
+    LIO_READ: 1,
+    LIO_WRITE: 2,
+    LIO_NOP: 0,
+    LIO_WAIT: 2,
+    LIO_NOWAIT: 1,
+    SIGEV_NONE: 0,
+    SIGEV_SIGNAL: 1,
+    SIGEV_THREAD: 3,
+  },
+  // kern.aioprocmax and the aio_suspend entry limit default to 16.
+  limits: { AIO_LISTIO_MAX: 16, per_process_in_flight: 16, aio_suspend_max_entries: 16 },
+  features: { sigev_thread: false, aio_on_pipes: false },
+};
+
+/** The ABI of every supported target, by target name. */
+export const ABI: Readonly<Record<TargetName, TargetAbi>> = {
+  "linux-x86_64-glibc": LINUX_X86_64_GLIBC,
+  // aarch64 is LP64 too: the same layout, constants and names.
+  "linux-aarch64-glibc": LINUX_X86_64_GLIBC,
+  "linux-x86_64-musl": LINUX_X86_64_MUSL,
+  "linux-aarch64-musl": { ...LINUX_X86_64_MUSL, library: ["libc.musl-aarch64.so.1", "libc.so"] },
+  "darwin-x86_64": DARWIN,
+  "darwin-aarch64": DARWIN,
+};
+
+/** Why the platforms Deno and Bun could otherwise run on are not supported. */
+export const UNSUPPORTED: Readonly<Record<string, string>> = {
+  "32-bit":
+    "struct aiocb has another layout and 64-bit offsets need the *64 functions; Deno and Bun ship no 32-bit builds",
+  windows: "Windows has no POSIX AIO (it has overlapped I/O instead)",
+  freebsd: "FreeBSD's struct aiocb (160 bytes) and SIGEV_THREAD in librt are not described yet",
+};

@@ -1,0 +1,364 @@
+/**
+ * Completion strategies: how the JavaScript thread learns that a request in flight is final,
+ * without blocking the event loop or spinning a core while the device is slow.
+ *
+ * - `thread`: libc announces each completion with SIGEV_THREAD into a thread-safe callback.
+ * - `suspend`: `aio_suspend` over the pending requests, called off the JavaScript thread
+ *   (Deno: a nonblocking FFI call; Bun: a Worker). A pipe read is listed too, so new requests
+ *   can wake the waiting call to be added to its list.
+ * - `poll`: `aio_error` checked from `setImmediate` while completions arrive fast, then on
+ *   timers that back off.
+ * - `poll+suspend`, `poll+thread`: the same fast polling, handing over to the blocking strategy
+ *   when the device turns out to be slow.
+ *
+ * Nothing here settles promises: strategies only call `check()`, which the engine answers.
+ *
+ * @module
+ */
+
+import type { Address } from "../ffi/mod.ts";
+import { ControlBlock } from "./control_block.ts";
+import type { Loaded } from "./target.ts";
+
+/** The strategies, by the names `POSIX_AIO_COMPLETION` accepts. */
+export const COMPLETIONS = ["poll+suspend", "poll+thread", "poll", "suspend", "thread"] as const;
+
+/** A completion strategy's name. */
+export type CompletionName = typeof COMPLETIONS[number];
+
+/** A request in flight, as the engine and the strategies see it. */
+export interface Operation {
+  readonly block: ControlBlock;
+  readonly fd: number;
+  /** `performance.now()` at submission. */
+  submittedAt: number;
+  /** Token of the SIGEV_THREAD notification it was submitted with. */
+  token: bigint | undefined;
+}
+
+/** What strategies call: checks a request once and settles it if final. */
+export interface Checker {
+  /** Returns whether the operation is final (and now settled). */
+  check(op: Operation): boolean;
+}
+
+/** Something that notices the completion of the operations it covers. */
+export interface Waiter {
+  /** Whether requests must be submitted with SIGEV_THREAD for this waiter. */
+  readonly notify: "none" | "thread";
+  /** Takes responsibility for noticing that `op` is final. */
+  cover(op: Operation): void;
+  /** `op` is final (noticed by anyone): drop it. */
+  forget(op: Operation): void;
+}
+
+/** Spinning continues while some completion was noticed within this many ms. */
+const SPIN_WINDOW_MS = 0.1;
+/** While the device is slow, one submission in this many still spins, to notice it turning fast. */
+const PROBE_EVERY = 16;
+/** Spins given up in a row (no completion within the window) that mark the device slow. */
+const MISSES_FOR_SLOW = 3;
+
+/**
+ * Polls `aio_error` from `setImmediate` while completions arrive within `SPIN_WINDOW_MS` of
+ * each other, and hands every operation it holds to `waiter` once they stop arriving.
+ */
+export class Poller {
+  readonly #checker: Checker;
+  readonly #waiter: Waiter;
+  readonly #hot = new Set<Operation>();
+  #scheduled = false;
+  #fast = true;
+  #misses = 0;
+  #spinStart = 0;
+  #lastProgress = 0;
+  #submissions = 0;
+  readonly #tick = (): void => this.#poll();
+
+  constructor(checker: Checker, waiter: Waiter) {
+    this.#checker = checker;
+    this.#waiter = waiter;
+  }
+
+  /** A request was submitted. */
+  watch(op: Operation): void {
+    if (!this.#fast && ++this.#submissions % PROBE_EVERY !== 0) {
+      this.#waiter.cover(op);
+      return;
+    }
+    if (this.#hot.size === 0) this.#spinStart = op.submittedAt;
+    this.#hot.add(op);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#tick);
+    }
+  }
+
+  /** `op` is final; `latency` is how long after submission that was noticed (ms). */
+  forget(op: Operation, latency: number): void {
+    this.#hot.delete(op);
+    if (latency < SPIN_WINDOW_MS) {
+      this.#fast = true;
+      this.#misses = 0;
+    }
+  }
+
+  #poll(): void {
+    this.#scheduled = false;
+    const before = this.#hot.size;
+    for (const op of this.#hot) this.#checker.check(op);
+    const now = performance.now();
+    if (this.#hot.size < before) {
+      this.#lastProgress = now;
+      this.#fast = true;
+      this.#misses = 0;
+    }
+    if (this.#hot.size === 0) return;
+    if (now - Math.max(this.#lastProgress, this.#spinStart) > SPIN_WINDOW_MS) {
+      // One late completion is noise; several in a row mean the device is slow.
+      if (++this.#misses >= MISSES_FOR_SLOW) this.#fast = false;
+      for (const op of this.#hot) this.#waiter.cover(op);
+      this.#hot.clear();
+      return;
+    }
+    this.#scheduled = true;
+    setImmediate(this.#tick);
+  }
+}
+
+/** Longest pause between two checks of the `poll` strategy's timers (ms). */
+const MAX_BACKOFF_MS = 50;
+
+/** Checks covered operations on timers that back off from 1 ms while nothing completes. */
+export class TimerWaiter implements Waiter {
+  readonly notify = "none";
+  readonly #checker: Checker;
+  readonly #covered = new Set<Operation>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #delay = 1;
+
+  constructor(checker: Checker) {
+    this.#checker = checker;
+  }
+
+  cover(op: Operation): void {
+    this.#covered.add(op);
+    this.#delay = 1;
+    this.#timer ??= setTimeout(() => this.#poll(), this.#delay);
+  }
+
+  forget(op: Operation): void {
+    this.#covered.delete(op);
+    if (this.#covered.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #poll(): void {
+    this.#timer = undefined;
+    const before = this.#covered.size;
+    for (const op of this.#covered) this.#checker.check(op);
+    if (this.#covered.size === 0) return;
+    this.#delay = this.#covered.size < before ? 1 : Math.min(this.#delay * 2, MAX_BACKOFF_MS);
+    this.#timer = setTimeout(() => this.#poll(), this.#delay);
+  }
+}
+
+/** How often the `thread` strategy checks its operations itself, in case a notification is lost. */
+const THREAD_FALLBACK_MS = 250;
+
+/**
+ * Relies on SIGEV_THREAD notifications (the engine registers one per request and checks the
+ * request when it arrives), with a slow timer as a safety net: glibc sends no notification at
+ * all when it cannot create the notification thread.
+ */
+export class ThreadWaiter implements Waiter {
+  readonly notify = "thread";
+  readonly #checker: Checker;
+  readonly #covered = new Set<Operation>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(checker: Checker) {
+    this.#checker = checker;
+  }
+
+  cover(op: Operation): void {
+    this.#covered.add(op);
+    this.#timer ??= setInterval(() => {
+      for (const covered of this.#covered) this.#checker.check(covered);
+    }, THREAD_FALLBACK_MS);
+  }
+
+  forget(op: Operation): void {
+    this.#covered.delete(op);
+    if (this.#covered.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+}
+
+/**
+ * A read on a private pipe, listed in every `aio_suspend` call of the suspend strategy: one
+ * byte written to the pipe completes it and so returns every call waiting on it.
+ */
+class WakePipe {
+  readonly #native: Loaded;
+  readonly #block = new ControlBlock(false);
+  readonly #readEnd: number;
+  readonly #writeEnd: number;
+  readonly #byte = new Uint8Array(1);
+  #fired = false;
+
+  private constructor(native: Loaded, readEnd: number, writeEnd: number) {
+    this.#native = native;
+    this.#readEnd = readEnd;
+    this.#writeEnd = writeEnd;
+    this.#block.set("aio_fildes", readEnd);
+  }
+
+  /** A pipe and its read, or `null` if this C library cannot read a pipe asynchronously. */
+  static open(native: Loaded): WakePipe | null {
+    if (!native.abi.features.aio_on_pipes) return null;
+    const fds = new Int32Array(2);
+    if (native.c.pipe(new Uint8Array(fds.buffer)) !== 0) return null;
+    return new WakePipe(native, fds[0], fds[1]);
+  }
+
+  /** The read to list, submitted if it is not in flight yet; `null` if libc refused it. */
+  arm(): Address | null {
+    if (this.#block.state !== "pending") {
+      this.#fired = false;
+      if (this.#block.read(this.#byte, 1) !== 0) return null;
+    }
+    return this.#block.address;
+  }
+
+  /** Completes the read, once per arming. */
+  fire(): void {
+    if (this.#fired || this.#block.state !== "pending") return;
+    this.#fired = true;
+    this.#native.c.write(this.#writeEnd, this.#byte, 1);
+  }
+
+  /** After the calls listing it returned: collects the read if it finished. */
+  settle(): void {
+    this.#block.poll();
+  }
+
+  /** Marks the read as listed by one more call. */
+  list(): void {
+    this.#block.list();
+  }
+
+  /** One call listing the read returned. */
+  unlist(): void {
+    this.#block.unlist();
+  }
+
+  /** For diagnostics: the pipe's file descriptors. */
+  get fds(): [number, number] {
+    return [this.#readEnd, this.#writeEnd];
+  }
+}
+
+/**
+ * Waits in `aio_suspend` off the JavaScript thread over the covered operations. New operations
+ * wake the waiting call through the pipe so that the next call lists them; where libc cannot
+ * read pipes, they get a call of their own instead.
+ */
+export class SuspendWaiter implements Waiter {
+  readonly notify = "none";
+  readonly #native: Loaded;
+  readonly #checker: Checker;
+  readonly #covered = new Set<Operation>();
+  readonly #listed = new Set<Operation>();
+  readonly #maxEntries: number;
+  #wake: WakePipe | null | undefined;
+  #calls = 0;
+  #armQueued = false;
+  #failures = 0;
+  readonly #arm = (): void => {
+    this.#armQueued = false;
+    this.#rearm();
+  };
+
+  constructor(native: Loaded, checker: Checker) {
+    this.#native = native;
+    this.#checker = checker;
+    this.#maxEntries = native.abi.limits.aio_suspend_max_entries ?? 1024;
+  }
+
+  cover(op: Operation): void {
+    this.#covered.add(op);
+    if (!this.#armQueued) {
+      this.#armQueued = true;
+      queueMicrotask(this.#arm);
+    }
+  }
+
+  forget(op: Operation): void {
+    this.#covered.delete(op);
+  }
+
+  #rearm(): void {
+    const unlisted: Operation[] = [];
+    for (const op of this.#covered) if (!this.#listed.has(op)) unlisted.push(op);
+    if (unlisted.length === 0) return;
+    this.#wake ??= WakePipe.open(this.#native);
+    if (this.#calls > 0 && this.#wake !== null) {
+      // Every call lists the pipe read: they all return, and the last one re-arms with all.
+      this.#wake.fire();
+      return;
+    }
+    const wake = this.#wake?.arm() ?? null;
+    const room = this.#maxEntries - (wake === null ? 0 : 1);
+    for (let i = 0; i < unlisted.length; i += room) {
+      this.#call(unlisted.slice(i, i + room), wake);
+    }
+  }
+
+  async #call(ops: Operation[], wake: Address | null): Promise<void> {
+    const { backend, c } = this.#native;
+    const entries = ops.length + (wake === null ? 0 : 1);
+    const list = c.calloc(entries, 8);
+    if (!list) throw new RangeError(`Cannot allocate an aio_suspend list of ${entries} entries`);
+    const view = new DataView(backend.view(list, entries * 8));
+    let at = 0;
+    if (wake !== null) {
+      view.setBigUint64(at, backend.toBigInt(wake), true);
+      at += 8;
+      this.#wake!.list();
+    }
+    for (const op of ops) {
+      view.setBigUint64(at, backend.toBigInt(op.block.address), true);
+      at += 8;
+      op.block.list();
+      this.#listed.add(op);
+    }
+    this.#calls++;
+    let result = -1;
+    try {
+      ({ result } = await c.aio_suspend(list, entries, backend.NULL));
+    } finally {
+      this.#calls--;
+      c.free(list);
+      if (wake !== null) this.#wake!.unlist();
+      for (const op of ops) {
+        this.#listed.delete(op);
+        op.block.unlist();
+      }
+    }
+    if (this.#calls === 0) this.#wake?.settle();
+    for (const op of ops) this.#checker.check(op);
+    if (result === 0) {
+      this.#failures = 0;
+      this.#rearm();
+    } else {
+      // Interrupted, or refused: try again, pausing longer after repeated failures.
+      this.#failures = Math.min(this.#failures + 1, 6);
+      setTimeout(() => this.#rearm(), 2 ** this.#failures);
+    }
+  }
+}

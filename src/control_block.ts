@@ -1,0 +1,327 @@
+/**
+ * `ControlBlock`: one native `struct aiocb` and the life of the requests made with it. Both
+ * layers build on it: `Aiocb` in `./posix` and the requests of mod.ts.
+ *
+ * The rules it enforces: fields never change while a request is in flight; read and write data
+ * pass through a native buffer that lives until the request is final; `aio_return` is called
+ * natively exactly once, as soon as the error status is final; the struct goes back to the pool
+ * only when the request is final and no `aio_suspend` call still lists it.
+ *
+ * @module
+ */
+
+import type { Address } from "../ffi/mod.ts";
+import type { AiocbLayout } from "./abi.ts";
+import { type Slot, SlotPool } from "./memory.ts";
+import { type Loaded, native } from "./target.ts";
+
+/**
+ * Where a control block is in its life: `idle` (nothing submitted, or a refused submit),
+ * `pending` (in flight), `complete` (final; `aio_return` already called and cached),
+ * `collected` (the caller took the result), `freed`.
+ */
+export type BlockState = "idle" | "pending" | "complete" | "collected" | "freed";
+
+/** The scalar `struct aiocb` members. */
+export type AiocbField = Exclude<keyof AiocbLayout, "size" | "align" | "aio_sigevent" | "aio_buf">;
+
+/** What a submission does. */
+export type BlockOperation = "read" | "write" | "fsync" | "fdatasync";
+
+const TWO_32 = 2 ** 32;
+
+function writeInteger(view: DataView, at: number, size: number, value: number): void {
+  if (size === 4) {
+    view.setInt32(at, value, true);
+  } else {
+    view.setUint32(at, value >>> 0, true);
+    view.setInt32(at + 4, Math.floor(value / TWO_32), true);
+  }
+}
+
+function readInteger(view: DataView, at: number, size: number): number {
+  if (size === 4) return view.getInt32(at, true);
+  return view.getInt32(at + 4, true) * TWO_32 + view.getUint32(at, true);
+}
+
+/**
+ * Writes a `struct sigevent` at `at` in `view`: notification kind, signal, value and the
+ * SIGEV_THREAD function.
+ */
+export function writeSigevent(
+  loaded: Loaded,
+  view: DataView,
+  at: number,
+  notify: number,
+  signo: number,
+  value: bigint,
+  fn: Address,
+): void {
+  const layout = loaded.abi.sigevent;
+  writeInteger(view, at + layout.sigev_notify[0], layout.sigev_notify[1], notify);
+  writeInteger(view, at + layout.sigev_signo[0], layout.sigev_signo[1], signo);
+  view.setBigUint64(at + layout.sigev_value[0], BigInt.asUintN(64, value), true);
+  view.setBigUint64(at + layout.sigev_notify_function[0], loaded.backend.toBigInt(fn), true);
+}
+
+let pool: SlotPool | undefined;
+let inFlight = 0;
+let allocated = 0;
+
+/** Requests in flight and control blocks not yet freed, over both layers. */
+export function blockStats(): { pending: number; allocated: number } {
+  return { pending: inFlight, allocated };
+}
+
+/** One native `struct aiocb` from the pool. */
+export class ControlBlock {
+  readonly #native: Loaded;
+  readonly #slot: Slot;
+  readonly #layout: AiocbLayout;
+  #state: BlockState = "idle";
+  #operation: BlockOperation | undefined;
+  #error = 0;
+  #result = 0;
+  #data: Address;
+  #readInto: Uint8Array | null = null;
+  #truncated = false;
+  #waiters = 0;
+  #retired = false;
+  readonly #counted: boolean;
+
+  /**
+   * A zeroed control block with `sigev_notify = SIGEV_NONE`. Loads the C library if needed.
+   *
+   * @param counted Whether `blockStats()` counts it: false only for the engine's own block.
+   */
+  constructor(counted = true) {
+    const loaded = native();
+    this.#counted = counted;
+    this.#native = loaded;
+    this.#layout = loaded.abi.aiocb;
+    pool ??= new SlotPool(loaded, loaded.abi.aiocb.size);
+    this.#slot = pool.acquire();
+    if (counted) allocated++;
+    this.#data = loaded.backend.NULL;
+    this.setSigevent(loaded.abi.constants.SIGEV_NONE, 0, 0n, loaded.backend.NULL);
+  }
+
+  /** The native address of the struct. */
+  get address(): Address {
+    return this.#slot.address;
+  }
+
+  /** Where the block is in its life. */
+  get state(): BlockState {
+    return this.#state;
+  }
+
+  /** The operation last submitted, if any. */
+  get operation(): BlockOperation | undefined {
+    return this.#operation;
+  }
+
+  /** The final error status (0 on success); meaningful once `complete`. */
+  get error(): number {
+    return this.#error;
+  }
+
+  /** The cached `aio_return` value; meaningful once `complete`. */
+  get result(): number {
+    return this.#result;
+  }
+
+  /** A read finished but its destination buffer was detached before the data could be copied. */
+  get truncated(): boolean {
+    return this.#truncated;
+  }
+
+  /** Whether an `aio_suspend` call in flight lists this block. */
+  get listed(): boolean {
+    return this.#waiters > 0;
+  }
+
+  /** Reads a scalar member. */
+  get(field: AiocbField): number {
+    const [offset, size] = this.#layout[field];
+    return readInteger(this.#slot.view, this.#slot.base + offset, size);
+  }
+
+  /** Writes a scalar member; the caller has checked the range and that nothing is in flight. */
+  set(field: AiocbField, value: number): void {
+    const [offset, size] = this.#layout[field];
+    writeInteger(this.#slot.view, this.#slot.base + offset, size, value);
+  }
+
+  /** Writes `aio_sigevent`: notification kind, signal, value and the SIGEV_THREAD function. */
+  setSigevent(notify: number, signo: number, value: bigint, fn: Address): void {
+    const at = this.#slot.base + this.#layout.aio_sigevent[0];
+    writeSigevent(this.#native, this.#slot.view, at, notify, signo, value, fn);
+  }
+
+  /**
+   * Submits a read of `length` bytes into a native buffer, copied into `target` when the read is
+   * final. Returns 0, or the errno of the refusal (the block stays idle).
+   */
+  read(target: Uint8Array, length: number): number {
+    this.#attach(length);
+    this.#readInto = target;
+    return this.#submit("read", this.#native.c.aio_read(this.address));
+  }
+
+  /** Submits a write of the first `length` bytes of `source`, copied now. Returns 0 or errno. */
+  write(source: Uint8Array, length: number): number {
+    this.#attach(length);
+    if (length > 0) this.#native.c.copy_in(this.#data, source, length);
+    return this.#submit("write", this.#native.c.aio_write(this.address));
+  }
+
+  /** Submits `aio_fsync(op)`. Returns 0 or errno. */
+  fsync(op: number): number {
+    const { O_SYNC } = this.#native.abi.constants;
+    return this.#submit(op === O_SYNC ? "fsync" : "fdatasync", this.#native.c.aio_fsync(op, this.address));
+  }
+
+  /**
+   * Prepares the data buffer of an `lio_listio` entry: `opcode` is `LIO_READ` or `LIO_WRITE`
+   * (anything else needs none). `entered()` or `refused()` must follow the call.
+   */
+  prepareListEntry(opcode: number, buffer: Uint8Array | null, length: number): void {
+    this.#assertIdle();
+    const { LIO_READ, LIO_WRITE } = this.#native.abi.constants;
+    if (opcode !== LIO_READ && opcode !== LIO_WRITE) return;
+    this.#attach(length);
+    if (opcode === LIO_READ) this.#readInto = buffer;
+    else if (length > 0) this.#native.c.copy_in(this.#data, buffer!, length);
+  }
+
+  /** Records that `lio_listio` queued this entry. */
+  entered(operation: BlockOperation): void {
+    this.#submit(operation, 0);
+  }
+
+  /** Records that `lio_listio` did not queue this entry. */
+  refused(): void {
+    this.#detach();
+  }
+
+  /**
+   * Checks a pending request once (`aio_error`). When its status is final, calls `aio_return`,
+   * copies read data out and frees the data buffer. Returns whether the request is final.
+   */
+  poll(): boolean {
+    if (this.#state !== "pending") return true;
+    const { c, abi, library } = this.#native;
+    const status = c.aio_error(this.address);
+    if (status === abi.constants.EINPROGRESS) return false;
+    if (status === -1) {
+      // libc does not know the request: nothing to collect.
+      this.#finish(library.errno(), -1);
+    } else {
+      this.#finish(status, c.aio_return(this.address));
+    }
+    return true;
+  }
+
+  /** Marks the result taken by the caller (posix `aio_return`). */
+  collect(): void {
+    if (this.#state === "complete") this.#state = "collected";
+  }
+
+  /** An `aio_suspend` call listing this block starts. */
+  list(): void {
+    this.#waiters++;
+  }
+
+  /** An `aio_suspend` call listing this block returned. */
+  unlist(): void {
+    this.#waiters--;
+    if (this.#retired) this.#release();
+  }
+
+  /**
+   * Frees the block now. Throws while a request is in flight or an `aio_suspend` call lists it:
+   * libc would write into freed memory.
+   */
+  free(): void {
+    if (this.#state === "freed") return;
+    if (this.#state === "pending") {
+      throw new Error("Cannot free a control block while its request is in flight: wait until aio_error() is final");
+    }
+    if (this.#waiters > 0) {
+      throw new Error("Cannot free a control block that a pending aio_suspend() lists");
+    }
+    this.#retired = true;
+    this.#release();
+  }
+
+  /** Frees the block as soon as its request is final and no `aio_suspend` lists it. */
+  retire(): void {
+    this.#retired = true;
+    this.#release();
+  }
+
+  /** Throws if a request is in flight or the block is freed or listed by `aio_suspend`. */
+  #assertIdle(): void {
+    if (this.#state === "pending") {
+      throw new Error("Cannot change or reuse a control block while its request is in flight");
+    }
+    if (this.#state === "freed") throw new Error("The control block was freed");
+    if (this.#waiters > 0) {
+      throw new Error("Cannot reuse a control block that a pending aio_suspend() lists");
+    }
+  }
+
+  #attach(length: number): void {
+    this.#assertIdle();
+    const { c, abi } = this.#native;
+    const data = c.malloc(Math.max(length, 1));
+    if (!data) throw new RangeError(`Cannot allocate ${length} bytes of native memory for the data buffer`);
+    this.#data = data;
+    this.#slot.view.setBigUint64(this.#slot.base + abi.aiocb.aio_buf[0], this.#native.backend.toBigInt(data), true);
+    this.set("aio_nbytes", length);
+  }
+
+  #detach(): void {
+    if (!this.#data) return;
+    this.#native.c.free(this.#data);
+    this.#data = this.#native.backend.NULL;
+    this.#readInto = null;
+    this.#slot.view.setBigUint64(this.#slot.base + this.#layout.aio_buf[0], 0n, true);
+  }
+
+  #submit(operation: BlockOperation, returned: number): number {
+    if (returned !== 0) {
+      const errno = this.#native.library.errno();
+      this.#detach();
+      return errno;
+    }
+    this.#state = "pending";
+    this.#operation = operation;
+    this.#truncated = false;
+    if (this.#counted) inFlight++;
+    return 0;
+  }
+
+  #finish(error: number, result: number): void {
+    this.#state = "complete";
+    this.#error = error;
+    this.#result = result;
+    if (this.#counted) inFlight--;
+    const target = this.#readInto;
+    if (target !== null && result > 0) {
+      // A destination detached meanwhile has no memory left to copy into.
+      if (target.byteLength >= result) this.#native.c.copy_out(target, this.#data, result);
+      else this.#truncated = true;
+    }
+    this.#detach();
+    if (this.#retired) this.#release();
+  }
+
+  #release(): void {
+    if (this.#state === "pending" || this.#state === "freed" || this.#waiters > 0) return;
+    this.#state = "freed";
+    if (this.#counted) allocated--;
+    pool!.release(this.#slot);
+  }
+}

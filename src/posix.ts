@@ -1,0 +1,668 @@
+/**
+ * The C-faithful layer, `@posix/aio/posix`: `struct aiocb` as the `Aiocb` class and the POSIX
+ * AIO functions returning what C returns (0 or -1, status numbers), with `errno()` for the
+ * errno of this layer's last failing call. A C programmer reads it line for line.
+ *
+ * The differences from C keep memory safe and the JavaScript thread free:
+ *
+ * - `aio_buf` is a Uint8Array. Reads and writes go through a native copy that lives until the
+ *   request is final; read data appears in `aio_buf` once `aio_error`, `aio_return`,
+ *   `aio_suspend` or `lio_listio(LIO_WAIT)` has seen the request final.
+ * - `aio_return` is called natively exactly once, as soon as the status is final, and cached:
+ *   the first `aio_return(cb)` gets that value. `aio_error` or `aio_return` on a control block
+ *   with no request, or whose result was already taken, returns -1 with `EINVAL`, and
+ *   `aio_return` on a request still in flight returns -1 with `EINPROGRESS` (POSIX leaves
+ *   both undefined).
+ * - An `Aiocb` cannot change, be resubmitted or be freed while its request is in flight or a
+ *   pending `aio_suspend` lists it: that throws.
+ * - `aio_suspend` and `lio_listio` return Promises: they wait off the JavaScript thread.
+ * - SIGEV_THREAD takes a JavaScript function in `sigev_notify_function`, run on the
+ *   JavaScript thread with `sigev_value`.
+ *
+ * @example Sync a file the C way
+ * ```ts ignore
+ * import { Aiocb, aio_error, aio_fsync, aio_return, aio_suspend, constants, errno } from "@posix/aio/posix";
+ *
+ * const cb = new Aiocb({ aio_fildes: fd });
+ * if (aio_fsync(constants.O_DSYNC, cb) === -1) throw new Error(`aio_fsync: errno ${errno()}`);
+ * while (aio_error(cb) === constants.EINPROGRESS) await aio_suspend([cb]);
+ * console.log(aio_error(cb), aio_return(cb)); // 0 0
+ * cb.free();
+ * ```
+ *
+ * @module
+ */
+
+import type { Address } from "../ffi/mod.ts";
+import type { Constants } from "./abi.ts";
+import { ControlBlock, writeSigevent } from "./control_block.ts";
+import { getEngine } from "./engine.ts";
+import { expectNotification, notificationFunction, withdrawNotification } from "./notify.ts";
+import { type Loaded, native } from "./target.ts";
+import { describe, toBytes, toInt32, toSafeIndex, toSafeInteger } from "./validate.ts";
+
+export type { Constants } from "./abi.ts";
+
+/** A notification as `aio_sigevent` describes it. */
+export interface Sigevent {
+  /** `SIGEV_NONE` (the default), `SIGEV_SIGNAL` or `SIGEV_THREAD`. */
+  readonly sigev_notify: number;
+  /** The signal for `SIGEV_SIGNAL`. */
+  readonly sigev_signo: number;
+  /** The value passed along: an int or a pointer-sized integer. */
+  readonly sigev_value: number | bigint;
+  /** For `SIGEV_THREAD`: called on the JavaScript thread with `sigev_value`. */
+  readonly sigev_notify_function?: (value: number | bigint) => void;
+}
+
+/** The members of `struct aiocb` to set, for `new Aiocb()`. */
+export interface AiocbInit {
+  /** The file descriptor. */
+  aio_fildes?: number;
+  /** The file offset. */
+  aio_offset?: number;
+  /** The data buffer; assigning it sets `aio_nbytes` to its length. */
+  aio_buf?: Uint8Array | null;
+  /** Bytes to transfer, at most `aio_buf.length`. */
+  aio_nbytes?: number;
+  /** Lowers the request's priority by this much. */
+  aio_reqprio?: number;
+  /** `LIO_READ`, `LIO_WRITE` or `LIO_NOP`, for `lio_listio`. */
+  aio_lio_opcode?: number;
+  /** How completion is announced. */
+  aio_sigevent?: Partial<Sigevent>;
+}
+
+/** `struct timespec`: a relative timeout for `aio_suspend`. */
+export interface Timespec {
+  /** Seconds. */
+  tv_sec: number;
+  /** Nanoseconds, 0 to 999,999,999. */
+  tv_nsec: number;
+}
+
+let lastErrno = 0;
+
+/**
+ * The errno of this layer's last failing call (like C's `errno`, but only set by this module).
+ *
+ * @example
+ * ```ts ignore
+ * if (aio_fsync(constants.O_SYNC, cb) === -1 && errno() === constants.EBADF) console.log("bad fd");
+ * ```
+ */
+export function errno(): number {
+  return lastErrno;
+}
+
+function fail(errno: number): -1 {
+  lastErrno = errno;
+  return -1;
+}
+
+/**
+ * The loaded platform's constants: `O_SYNC`, `O_DSYNC`, errno values, `AIO_*`, `LIO_*`,
+ * `SIGEV_*`. Reading one loads the C library.
+ *
+ * @example
+ * ```ts ignore
+ * import { constants } from "@posix/aio/posix";
+ * console.log(constants.EINPROGRESS); // 115 on Linux, 36 on macOS
+ * ```
+ */
+export const constants: Constants = new Proxy({} as Constants, {
+  get: (_target, name) => typeof name === "string" ? native().abi.constants[name as keyof Constants] : undefined,
+  has: (_target, name) => name in native().abi.constants,
+  ownKeys: () => Reflect.ownKeys(native().abi.constants),
+  getOwnPropertyDescriptor: (_target, name) => {
+    const value = native().abi.constants[name as keyof Constants];
+    return value === undefined ? undefined : { value, enumerable: true, configurable: true, writable: false };
+  },
+  set: () => false,
+  defineProperty: () => false,
+  deleteProperty: () => false,
+});
+
+// An Aiocb dropped while in flight is adopted by the engine, which frees it once final.
+const registry = new FinalizationRegistry<ControlBlock>((block) => {
+  if (block.state === "pending") getEngine().adopt(block, block.get("aio_fildes"));
+  else block.retire();
+});
+
+let internals: (cb: Aiocb) => ControlBlock;
+let armNotification: (cb: Aiocb) => bigint | undefined;
+
+/**
+ * `struct aiocb` in native memory: zeroed, with `sigev_notify = SIGEV_NONE`. Free it with
+ * `free()` (or `using`); one that is garbage collected is freed too, after its request ends.
+ *
+ * @example
+ * ```ts ignore
+ * using cb = new Aiocb({ aio_fildes: fd, aio_buf: new Uint8Array(4096), aio_offset: 0 });
+ * aio_read(cb);
+ * ```
+ */
+export class Aiocb {
+  readonly #native: Loaded;
+  readonly #block: ControlBlock;
+  #buf: Uint8Array | null = null;
+  #sigevent: Sigevent;
+
+  static {
+    internals = (cb) => cb.#block;
+    armNotification = (cb) => cb.#armNotification();
+  }
+
+  /**
+   * A zeroed control block with the given members. Loads the C library on first use.
+   *
+   * @param init Members to set; `aio_buf` is applied before `aio_nbytes`.
+   */
+  constructor(init: AiocbInit = {}) {
+    if (typeof init !== "object" || init === null) {
+      throw new TypeError(`Invalid init: expected an object, received ${describe(init)}`);
+    }
+    this.#native = native();
+    this.#block = new ControlBlock();
+    this.#sigevent = { sigev_notify: this.#native.abi.constants.SIGEV_NONE, sigev_signo: 0, sigev_value: 0 };
+    registry.register(this, this.#block, this);
+    try {
+      if (init.aio_fildes !== undefined) this.aio_fildes = init.aio_fildes;
+      if (init.aio_offset !== undefined) this.aio_offset = init.aio_offset;
+      if (init.aio_buf !== undefined) this.aio_buf = init.aio_buf;
+      if (init.aio_nbytes !== undefined) this.aio_nbytes = init.aio_nbytes;
+      if (init.aio_reqprio !== undefined) this.aio_reqprio = init.aio_reqprio;
+      if (init.aio_lio_opcode !== undefined) this.aio_lio_opcode = init.aio_lio_opcode;
+      if (init.aio_sigevent !== undefined) this.aio_sigevent = init.aio_sigevent;
+    } catch (error) {
+      this.free();
+      throw error;
+    }
+  }
+
+  /** The file descriptor (`int aio_fildes`). */
+  get aio_fildes(): number {
+    return this.#block.get("aio_fildes");
+  }
+  set aio_fildes(value: number) {
+    this.#writable();
+    this.#block.set("aio_fildes", toInt32(value, "aio_fildes"));
+  }
+
+  /** The file offset (`off_t aio_offset`), a safe integer. */
+  get aio_offset(): number {
+    return this.#block.get("aio_offset");
+  }
+  set aio_offset(value: number) {
+    this.#writable();
+    this.#block.set("aio_offset", toSafeInteger(value, "aio_offset"));
+  }
+
+  /** The data buffer; the Aiocb keeps it alive. Assigning it sets `aio_nbytes` to its length. */
+  get aio_buf(): Uint8Array | null {
+    return this.#buf;
+  }
+  set aio_buf(value: Uint8Array | null) {
+    this.#writable();
+    const buffer = value === null ? null : toBytes(value, "aio_buf");
+    this.#buf = buffer;
+    this.#block.set("aio_nbytes", buffer?.length ?? 0);
+  }
+
+  /** Bytes to transfer (`size_t aio_nbytes`), at most `aio_buf.length`. */
+  get aio_nbytes(): number {
+    return this.#block.get("aio_nbytes");
+  }
+  set aio_nbytes(value: number) {
+    this.#writable();
+    const nbytes = toSafeIndex(value, "aio_nbytes");
+    const length = this.#buf?.length ?? 0;
+    if (nbytes > length) {
+      throw new RangeError(`Invalid aio_nbytes: expected at most aio_buf.length (${length}), received ${nbytes}`);
+    }
+    this.#block.set("aio_nbytes", nbytes);
+  }
+
+  /** Priority decrease (`int aio_reqprio`). */
+  get aio_reqprio(): number {
+    return this.#block.get("aio_reqprio");
+  }
+  set aio_reqprio(value: number) {
+    this.#writable();
+    this.#block.set("aio_reqprio", toInt32(value, "aio_reqprio"));
+  }
+
+  /** The `lio_listio` operation (`int aio_lio_opcode`). glibc overwrites it on `aio_fsync`. */
+  get aio_lio_opcode(): number {
+    return this.#block.get("aio_lio_opcode");
+  }
+  set aio_lio_opcode(value: number) {
+    this.#writable();
+    this.#block.set("aio_lio_opcode", toInt32(value, "aio_lio_opcode"));
+  }
+
+  /** How completion is announced (`struct sigevent aio_sigevent`). Assign a whole new object. */
+  get aio_sigevent(): Sigevent {
+    return this.#sigevent;
+  }
+  set aio_sigevent(value: Partial<Sigevent>) {
+    this.#writable();
+    this.#sigevent = toSigevent(this.#native.abi.constants, value, "aio_sigevent");
+    const { sigev_notify, sigev_signo, sigev_value } = this.#sigevent;
+    // SIGEV_THREAD gets its function and token when submitted.
+    this.#block.setSigevent(sigev_notify, sigev_signo, BigInt(sigev_value), this.#native.backend.NULL);
+  }
+
+  /**
+   * Frees the native struct. Throws while a request is in flight or a pending `aio_suspend`
+   * lists it; does nothing the second time.
+   */
+  free(): void {
+    this.#block.free();
+    registry.unregister(this);
+  }
+
+  /** Same as `free()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
+  #writable(): void {
+    if (this.#block.state === "freed") throw new Error("The Aiocb was freed");
+    if (this.#block.state === "pending") {
+      throw new Error("Cannot change an Aiocb while its request is in flight (aio(7))");
+    }
+  }
+
+  /** Before a submit: gives SIGEV_THREAD its function and a fresh token. */
+  #armNotification(): bigint | undefined {
+    const { sigev_notify, sigev_value, sigev_notify_function } = this.#sigevent;
+    if (sigev_notify !== this.#native.abi.constants.SIGEV_THREAD || sigev_notify_function === undefined) {
+      return undefined;
+    }
+    const token = expectNotification(() => sigev_notify_function(sigev_value));
+    this.#block.setSigevent(sigev_notify, 0, token, notificationFunction());
+    return token;
+  }
+}
+
+function toSigevent(constants: Constants, value: unknown, name: string): Sigevent {
+  if (typeof value !== "object" || value === null) {
+    throw new TypeError(`Invalid ${name}: expected an object, received ${describe(value)}`);
+  }
+  const init = value as Partial<Sigevent>;
+  const { SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD } = constants;
+  const notify = toInt32(init.sigev_notify ?? SIGEV_NONE, `${name}.sigev_notify`);
+  if (notify !== SIGEV_NONE && notify !== SIGEV_SIGNAL && notify !== SIGEV_THREAD) {
+    throw new RangeError(
+      `Invalid ${name}.sigev_notify: expected SIGEV_NONE (${SIGEV_NONE}), SIGEV_SIGNAL (${SIGEV_SIGNAL}) or SIGEV_THREAD (${SIGEV_THREAD}), received ${notify}`,
+    );
+  }
+  const signo = toInt32(init.sigev_signo ?? 0, `${name}.sigev_signo`);
+  if (notify === SIGEV_SIGNAL && (signo < 1 || signo > 64)) {
+    throw new RangeError(`Invalid ${name}.sigev_signo: expected a signal number from 1 to 64, received ${signo}`);
+  }
+  const sigValue = init.sigev_value ?? 0;
+  if (typeof sigValue === "bigint") {
+    if (BigInt.asIntN(64, sigValue) !== sigValue && BigInt.asUintN(64, sigValue) !== sigValue) {
+      throw new RangeError(`Invalid ${name}.sigev_value: expected a 64-bit integer, received ${sigValue}n`);
+    }
+  } else {
+    toSafeInteger(sigValue, `${name}.sigev_value`);
+  }
+  const fn = init.sigev_notify_function;
+  if (fn !== undefined && typeof fn !== "function") {
+    throw new TypeError(`Invalid ${name}.sigev_notify_function: expected a function, received ${describe(fn)}`);
+  }
+  if (notify === SIGEV_THREAD && fn === undefined) {
+    throw new TypeError(`Invalid ${name}.sigev_notify_function: SIGEV_THREAD needs a function`);
+  }
+  return Object.freeze({ sigev_notify: notify, sigev_signo: signo, sigev_value: sigValue, sigev_notify_function: fn });
+}
+
+function toAiocb(value: unknown, name = "aiocbp"): ControlBlock {
+  if (!(value instanceof Aiocb)) throw new TypeError(`Invalid ${name}: expected an Aiocb, received ${describe(value)}`);
+  const block = internals(value);
+  if (block.state === "freed") throw new TypeError(`Invalid ${name}: the Aiocb was freed`);
+  return block;
+}
+
+/** The data of a read or write: `aio_buf` with `aio_nbytes` checked against it. */
+function transfer(cb: Aiocb, block: ControlBlock): [Uint8Array, number] {
+  const buffer = cb.aio_buf ?? new Uint8Array(0);
+  const nbytes = block.get("aio_nbytes");
+  if ((buffer.buffer as ArrayBuffer & { detached?: boolean }).detached === true) {
+    throw new TypeError("Invalid aio_buf: its ArrayBuffer is detached");
+  }
+  if (nbytes > buffer.length) {
+    throw new RangeError(`Invalid aio_nbytes: expected at most aio_buf.length (${buffer.length}), received ${nbytes}`);
+  }
+  return [buffer, nbytes];
+}
+
+function submitted(block: ControlBlock, token: bigint | undefined, errno: number): number {
+  if (errno === 0) return 0;
+  if (token !== undefined) withdrawNotification(token);
+  return fail(errno);
+}
+
+/**
+ * `int aio_read(struct aiocb *aiocbp)`: queues a read of `aio_nbytes` bytes at `aio_offset`.
+ * Returns 0, or -1 with `errno()`.
+ *
+ * @example
+ * ```ts ignore
+ * const cb = new Aiocb({ aio_fildes: fd, aio_buf: new Uint8Array(512) });
+ * if (aio_read(cb) === -1) console.error(errno());
+ * ```
+ *
+ * @param aiocbp The control block.
+ */
+export function aio_read(aiocbp: Aiocb): number {
+  const block = toAiocb(aiocbp);
+  const [buffer, nbytes] = transfer(aiocbp, block);
+  const token = armNotification(aiocbp);
+  return submitted(block, token, block.read(buffer, nbytes));
+}
+
+/**
+ * `int aio_write(struct aiocb *aiocbp)`: queues a write of the first `aio_nbytes` bytes of
+ * `aio_buf` (copied now) at `aio_offset`. Returns 0, or -1 with `errno()`.
+ *
+ * @example
+ * ```ts ignore
+ * const cb = new Aiocb({ aio_fildes: fd, aio_buf: new TextEncoder().encode("hi\n") });
+ * aio_write(cb);
+ * ```
+ *
+ * @param aiocbp The control block.
+ */
+export function aio_write(aiocbp: Aiocb): number {
+  const block = toAiocb(aiocbp);
+  const [buffer, nbytes] = transfer(aiocbp, block);
+  const token = armNotification(aiocbp);
+  return submitted(block, token, block.write(buffer, nbytes));
+}
+
+/**
+ * `int aio_fsync(int op, struct aiocb *aiocbp)`: queues a sync of every request already queued
+ * on `aio_fildes`, `O_SYNC` (like fsync) or `O_DSYNC` (like fdatasync). Only `aio_fildes` and
+ * `aio_sigevent` matter. Returns 0, or -1 with `errno()` (`EINVAL` for another `op`, `EBADF`).
+ *
+ * @example
+ * ```ts ignore
+ * const cb = new Aiocb({ aio_fildes: fd });
+ * aio_fsync(constants.O_DSYNC, cb);
+ * ```
+ *
+ * @param op `O_SYNC` or `O_DSYNC`.
+ * @param aiocbp The control block.
+ */
+export function aio_fsync(op: number, aiocbp: Aiocb): number {
+  const operation = toInt32(op, "op");
+  const block = toAiocb(aiocbp);
+  const token = armNotification(aiocbp);
+  return submitted(block, token, block.fsync(operation));
+}
+
+/**
+ * `int aio_error(const struct aiocb *aiocbp)`: `EINPROGRESS` while in flight, then 0 or the
+ * errno of the failed operation (`ECANCELED` if canceled). -1 with `EINVAL` if the control
+ * block has no request whose result is still to be taken.
+ *
+ * @example
+ * ```ts ignore
+ * while (aio_error(cb) === constants.EINPROGRESS) await aio_suspend([cb]);
+ * ```
+ *
+ * @param aiocbp The control block.
+ */
+export function aio_error(aiocbp: Aiocb): number {
+  const block = toAiocb(aiocbp);
+  if (block.state === "idle" || block.state === "collected") return fail(native().abi.constants.EINVAL);
+  if (!block.poll()) return native().abi.constants.EINPROGRESS;
+  return block.error;
+}
+
+/**
+ * `ssize_t aio_return(struct aiocb *aiocbp)`: the request's result, once: bytes transferred,
+ * 0 for a sync, -1 for a failure. -1 with `EINPROGRESS` while in flight, with `EINVAL` if there
+ * is no request or its result was already taken.
+ *
+ * @example
+ * ```ts ignore
+ * if (aio_error(cb) === 0) console.log(`${aio_return(cb)} bytes`);
+ * ```
+ *
+ * @param aiocbp The control block.
+ */
+export function aio_return(aiocbp: Aiocb): number {
+  const block = toAiocb(aiocbp);
+  const { EINVAL, EINPROGRESS } = native().abi.constants;
+  if (block.state === "idle" || block.state === "collected") return fail(EINVAL);
+  if (!block.poll()) return fail(EINPROGRESS);
+  block.collect();
+  return block.result;
+}
+
+/**
+ * `int aio_cancel(int fildes, struct aiocb *aiocbp)`: cancels one request, or with `null`
+ * every request on `fildes`. Returns `AIO_CANCELED`, `AIO_NOTCANCELED`, `AIO_ALLDONE`, or -1
+ * with `errno()` (`EBADF`; `EINVAL` when `aiocbp.aio_fildes` is not `fildes`).
+ *
+ * @example
+ * ```ts ignore
+ * if (aio_cancel(fd, cb) === constants.AIO_CANCELED) console.log(aio_error(cb)); // ECANCELED
+ * ```
+ *
+ * @param fildes The file descriptor.
+ * @param aiocbp The control block, or `null` for all of the fd's requests.
+ */
+export function aio_cancel(fildes: number, aiocbp: Aiocb | null): number {
+  const fd = toInt32(fildes, "fildes");
+  const block = aiocbp === null ? null : toAiocb(aiocbp);
+  const { c, library, backend, abi } = native();
+  if (block !== null && block.get("aio_fildes") !== fd) return fail(abi.constants.EINVAL);
+  const result = c.aio_cancel(fd, block === null ? backend.NULL : block.address);
+  return result === -1 ? fail(library.errno()) : result;
+}
+
+/** Milliseconds in a `struct timespec`, checked. */
+function toMilliseconds(value: unknown): number {
+  if (typeof value !== "object" || value === null) {
+    throw new TypeError(`Invalid timeout: expected { tv_sec, tv_nsec } or null, received ${describe(value)}`);
+  }
+  const { tv_sec, tv_nsec } = value as Partial<Timespec>;
+  const seconds = toSafeIndex(tv_sec, "timeout.tv_sec");
+  const nanoseconds = toSafeIndex(tv_nsec, "timeout.tv_nsec");
+  if (nanoseconds > 999_999_999) {
+    throw new RangeError(`Invalid timeout.tv_nsec: expected at most 999999999, received ${nanoseconds}`);
+  }
+  return seconds * 1000 + nanoseconds / 1e6;
+}
+
+function toList(value: unknown, name: string): (Aiocb | null)[] {
+  if (!Array.isArray(value)) {
+    throw new TypeError(`Invalid ${name}: expected an array of Aiocb or null, received ${describe(value)}`);
+  }
+  value.forEach((entry, index) => {
+    if (entry !== null) toAiocb(entry, `${name}[${index}]`);
+  });
+  return value;
+}
+
+/**
+ * Waits off the JavaScript thread in `aio_suspend` until one of `blocks` is final or
+ * `milliseconds` pass (forever when undefined). Resolves 0 or the errno (`EAGAIN` on timeout).
+ * Interrupted calls are retried with the time left.
+ */
+async function waitAny(loaded: Loaded, blocks: ControlBlock[], milliseconds: number | undefined): Promise<number> {
+  const { backend, c, abi } = loaded;
+  const deadline = milliseconds === undefined ? Infinity : performance.now() + milliseconds;
+  while (true) {
+    if (blocks.some((block) => block.poll())) return 0;
+    const left = deadline - performance.now();
+    if (left <= 0) return abi.constants.EAGAIN;
+    const list = c.calloc(blocks.length, 8);
+    const timespec = left === Infinity ? backend.NULL : c.calloc(1, abi.timespec.size);
+    if (!list || (left !== Infinity && !timespec)) {
+      if (list) c.free(list);
+      return abi.constants.EAGAIN;
+    }
+    const view = new DataView(backend.view(list, blocks.length * 8));
+    blocks.forEach((block, index) => view.setBigUint64(index * 8, backend.toBigInt(block.address), true));
+    if (timespec) {
+      const time = new DataView(backend.view(timespec, abi.timespec.size));
+      const whole = Math.floor(left / 1000);
+      time.setBigInt64(abi.timespec.tv_sec[0], BigInt(whole), true);
+      time.setBigInt64(abi.timespec.tv_nsec[0], BigInt(Math.ceil((left - whole * 1000) * 1e6)), true);
+    }
+    for (const block of blocks) block.list();
+    let outcome: { result: number; errno: number | undefined };
+    try {
+      outcome = await c.aio_suspend(list, blocks.length, timespec);
+    } finally {
+      for (const block of blocks) block.unlist();
+      c.free(list);
+      if (timespec) c.free(timespec);
+    }
+    if (outcome.result === 0) {
+      for (const block of blocks) block.poll();
+      return 0;
+    }
+    const { EINTR, EAGAIN } = abi.constants;
+    // Deno cannot read the errno of a nonblocking call: a timeout shows as the deadline passed.
+    if (outcome.errno !== undefined && outcome.errno !== EINTR && outcome.errno !== EAGAIN) return outcome.errno;
+  }
+}
+
+/**
+ * `int aio_suspend(const struct aiocb *const list[], int nent, const struct timespec *timeout)`,
+ * waiting off the JavaScript thread: resolves 0 once at least one listed request is final (at
+ * once if one already is, or if an entry has no request in flight), or -1 with `errno()`
+ * `EAGAIN` when `timeout` (relative; omitted or null waits forever) expires. `null` entries
+ * are skipped; a list with no Aiocb rejects with TypeError. A signal does not end the wait.
+ *
+ * @example
+ * ```ts ignore
+ * if (await aio_suspend([cbA, null, cbB], { tv_sec: 1, tv_nsec: 0 }) === -1) console.log("timed out");
+ * ```
+ *
+ * @param list The control blocks to wait for; `null` entries are ignored.
+ * @param timeout How long to wait at most.
+ */
+export async function aio_suspend(list: readonly (Aiocb | null)[], timeout?: Timespec | null): Promise<number> {
+  const entries = toList(list, "list");
+  const milliseconds = timeout === undefined || timeout === null ? undefined : toMilliseconds(timeout);
+  const blocks = entries.filter((entry) => entry !== null).map((entry) => internals(entry));
+  if (blocks.length === 0) throw new TypeError("Invalid list: expected at least one Aiocb, received none");
+  if (blocks.some((block) => block.state !== "pending")) return 0;
+  const errno = await waitAny(native(), blocks, milliseconds);
+  return errno === 0 ? 0 : fail(errno);
+}
+
+/**
+ * `int lio_listio(int mode, struct aiocb *const list[], int nent, struct sigevent *sevp)`:
+ * queues every entry's `aio_lio_opcode` (`LIO_READ`, `LIO_WRITE`, `LIO_NOP`). With
+ * `LIO_NOWAIT` it resolves once they are queued, and `sevp` announces when all are final. With
+ * `LIO_WAIT` it resolves when all are final (waiting off the JavaScript thread): 0, or -1 with
+ * `EIO` if any failed. -1 with `errno()` `EAGAIN`, `EINVAL` or `EIO` if some could not be queued.
+ *
+ * @example
+ * ```ts ignore
+ * const a = new Aiocb({ aio_fildes: fd, aio_buf: head, aio_offset: 0, aio_lio_opcode: constants.LIO_WRITE });
+ * const b = new Aiocb({ aio_fildes: fd, aio_buf: tail, aio_offset: 4096, aio_lio_opcode: constants.LIO_WRITE });
+ * if (await lio_listio(constants.LIO_WAIT, [a, b]) === 0) console.log(aio_return(a), aio_return(b));
+ * ```
+ *
+ * @param mode `LIO_WAIT` or `LIO_NOWAIT`.
+ * @param list The control blocks; `null` entries are ignored.
+ * @param sevp For `LIO_NOWAIT`: how to announce that the whole list is final.
+ */
+export async function lio_listio(
+  mode: number,
+  list: readonly (Aiocb | null)[],
+  sevp?: Partial<Sigevent> | null,
+): Promise<number> {
+  const loaded = native();
+  const { c, abi, backend, library } = loaded;
+  const { LIO_WAIT, LIO_NOWAIT, LIO_READ, LIO_WRITE, EINVAL, EIO, EAGAIN, EINTR } = abi.constants;
+  const waitMode = toInt32(mode, "mode");
+  const entries = toList(list, "list");
+  const sigevent = sevp === undefined || sevp === null ? null : toSigevent(abi.constants, sevp, "sevp");
+  if (waitMode !== LIO_WAIT && waitMode !== LIO_NOWAIT) return fail(EINVAL);
+  if (abi.limits.AIO_LISTIO_MAX !== null && entries.length > abi.limits.AIO_LISTIO_MAX) return fail(EINVAL);
+  const members = entries.filter((entry) => entry !== null);
+  const blocks = members.map((entry) => internals(entry));
+  if (new Set(blocks).size !== blocks.length) {
+    throw new TypeError("Invalid list: an Aiocb appears more than once");
+  }
+  // Check every entry before touching any: a failure leaves them all as they were.
+  const transfers = members.map((cb, index) => {
+    const opcode = blocks[index].get("aio_lio_opcode");
+    if (blocks[index].state === "pending" || blocks[index].listed) {
+      throw new Error(`Cannot reuse list[${index}]: its request is in flight or a pending aio_suspend lists it`);
+    }
+    return opcode === LIO_READ || opcode === LIO_WRITE ? transfer(cb, blocks[index]) : null;
+  });
+  const tokens: bigint[] = [];
+  const array = c.calloc(Math.max(entries.length, 1), 8);
+  if (!array) return fail(EAGAIN);
+  let notice: Address = backend.NULL;
+  let noticeToken: bigint | undefined;
+  try {
+    const view = new DataView(backend.view(array, Math.max(entries.length, 1) * 8));
+    entries.forEach((entry, index) => {
+      if (entry !== null) view.setBigUint64(index * 8, backend.toBigInt(internals(entry).address), true);
+    });
+    members.forEach((cb, index) => {
+      const [buffer, nbytes] = transfers[index] ?? [null, 0];
+      blocks[index].prepareListEntry(blocks[index].get("aio_lio_opcode"), buffer, nbytes);
+      const token = armNotification(cb);
+      if (token !== undefined) tokens.push(token);
+    });
+    if (sigevent !== null && waitMode === LIO_NOWAIT) {
+      notice = c.calloc(1, abi.sigevent.size);
+      if (!notice) return fail(EAGAIN);
+      let value = BigInt(sigevent.sigev_value);
+      let fn = backend.NULL;
+      if (sigevent.sigev_notify === abi.constants.SIGEV_THREAD) {
+        const callback = sigevent.sigev_notify_function!;
+        const original = sigevent.sigev_value;
+        noticeToken = expectNotification(() => callback(original));
+        value = noticeToken;
+        fn = notificationFunction();
+      }
+      const view = new DataView(backend.view(notice, abi.sigevent.size));
+      writeSigevent(loaded, view, 0, sigevent.sigev_notify, sigevent.sigev_signo, value, fn);
+    }
+    // LIO_WAIT would block this thread: queue without waiting, then wait off-thread below.
+    const result = c.lio_listio(LIO_NOWAIT, array, entries.length, notice);
+    const errno = result === -1 ? library.errno() : 0;
+    const queuedSome = result === 0 || errno === EAGAIN || errno === EIO || errno === EINTR;
+    members.forEach((_, index) => {
+      const block = blocks[index];
+      const opcode = block.get("aio_lio_opcode");
+      if (opcode !== LIO_READ && opcode !== LIO_WRITE) return block.refused();
+      if (!queuedSome) return block.refused();
+      block.entered(opcode === LIO_READ ? "read" : "write");
+    });
+    if (!queuedSome) {
+      for (const token of tokens) withdrawNotification(token);
+      if (noticeToken !== undefined) withdrawNotification(noticeToken);
+      return fail(errno);
+    }
+    if (waitMode === LIO_NOWAIT) return result === 0 ? 0 : fail(errno);
+    const pending = blocks.filter((block) => block.state === "pending");
+    while (pending.some((block) => !block.poll())) {
+      await waitAny(loaded, pending.filter((block) => block.state === "pending"), undefined);
+    }
+    if (result === -1) return fail(EIO);
+    return blocks.some((block) => block.operation !== undefined && block.state !== "idle" && block.error !== 0)
+      ? fail(EIO)
+      : 0;
+  } finally {
+    c.free(array);
+    if (notice) c.free(notice);
+  }
+}

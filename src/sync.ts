@@ -1,0 +1,187 @@
+/**
+ * `fsync()` and `fdatasync()`: durable data through `aio_fsync`, with concurrent calls on one
+ * file descriptor merged.
+ *
+ * A sync must cover every write that completed before it was called, so a caller never joins a
+ * sync already in flight (it may have started before the caller's writes). Per fd there is at
+ * most one sync in flight and one queued; every caller arriving meanwhile joins the queued one,
+ * which is submitted when the one in flight ends. 1,000 concurrent `fdatasync(fd)` cost two
+ * syncs instead of 1,000 serial ones.
+ *
+ * A failed sync is reported to every caller waiting on that fd when it failed, queued ones
+ * included: after a write-back error Linux may mark the pages clean, so the queued sync could
+ * "succeed" with the data gone (fsyncgate).
+ *
+ * @module
+ */
+
+import { AioError } from "./errors.ts";
+import { type AioOptions, AioRequest, type FdLike } from "./requests.ts";
+import { toFd, toOptions, toSignal } from "./validate.ts";
+
+interface Caller {
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+  readonly signal: AbortSignal | undefined;
+  onAbort?: () => void;
+  /** libc canceled the sync because this caller aborted. */
+  canceled: boolean;
+}
+
+interface Batch {
+  syscall: "fsync" | "fdatasync";
+  readonly callers: Set<Caller>;
+  request?: AioRequest;
+}
+
+interface Lane {
+  running: Batch | null;
+  queued: Batch | null;
+}
+
+const lanes = new Map<number, Lane>();
+
+function finish(batch: Batch, error: unknown): void {
+  for (const caller of batch.callers) {
+    if (caller.onAbort !== undefined) caller.signal!.removeEventListener("abort", caller.onAbort);
+    if (error === undefined) caller.resolve();
+    else caller.reject(caller.canceled ? caller.signal!.reason : error);
+  }
+  batch.callers.clear();
+}
+
+function isIoFailure(error: unknown): boolean {
+  return !(error instanceof AioError) || error.code !== "ECANCELED";
+}
+
+function run(fd: number, lane: Lane): void {
+  const batch = lane.running!;
+  let request: AioRequest;
+  try {
+    request = AioRequest.fsync(fd, batch.syscall === "fsync" ? "sync" : "dsync");
+  } catch (error) {
+    // Refused at submit: nothing is queued behind it yet (the queue forms while one is running).
+    lane.running = null;
+    lanes.delete(fd);
+    finish(batch, error);
+    return;
+  }
+  batch.request = request;
+  request.done.then(
+    () => next(fd, lane, batch, undefined),
+    (error) => next(fd, lane, batch, error),
+  );
+}
+
+function next(fd: number, lane: Lane, batch: Batch, error: unknown): void {
+  finish(batch, error);
+  if (error !== undefined && isIoFailure(error) && lane.queued !== null) {
+    finish(lane.queued, error);
+    lane.queued = null;
+  }
+  lane.running = lane.queued;
+  lane.queued = null;
+  if (lane.running === null) lanes.delete(fd);
+  else run(fd, lane);
+}
+
+function abort(lane: Lane, caller: Caller): void {
+  const queued = lane.queued;
+  if (queued !== null && queued.callers.delete(caller)) {
+    // Never submitted: dropping it is a successful cancellation.
+    if (queued.callers.size === 0) lane.queued = null;
+    caller.reject(caller.signal!.reason);
+    return;
+  }
+  const running = lane.running;
+  if (running?.request !== undefined && running.callers.size === 1 && running.callers.has(caller)) {
+    try {
+      caller.canceled = running.request.cancel() === "canceled";
+    } catch {
+      // libc refused aio_cancel: the sync goes on and settles as usual.
+    }
+  }
+  // Shared with other callers, or not canceled: it settles as libc finishes it.
+}
+
+function sync(fdLike: FdLike, options: AioOptions | undefined, syscall: "fsync" | "fdatasync"): Promise<void> {
+  let fd: number;
+  let signal: AbortSignal | undefined;
+  try {
+    fd = toFd(fdLike);
+    signal = toSignal(toOptions<AioOptions>(options).signal);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<void>((resolve, reject) => {
+    const caller: Caller = { resolve, reject, signal, canceled: false };
+    let lane = lanes.get(fd);
+    let start = false;
+    if (lane === undefined) {
+      lane = { running: null, queued: null };
+      lanes.set(fd, lane);
+    }
+    let batch: Batch;
+    if (lane.running === null) {
+      batch = lane.running = { syscall, callers: new Set() };
+      start = true;
+    } else {
+      batch = lane.queued ??= { syscall, callers: new Set() };
+      if (syscall === "fsync") batch.syscall = "fsync";
+    }
+    batch.callers.add(caller);
+    if (signal !== undefined) {
+      const owner = lane;
+      caller.onAbort = () => abort(owner, caller);
+      signal.addEventListener("abort", caller.onAbort, { once: true });
+    }
+    if (start) run(fd, lane);
+  });
+}
+
+/**
+ * Makes the file's data and metadata durable, like fsync(2), through `aio_fsync(O_SYNC)`
+ * without blocking the event loop or the runtime's thread pool.
+ *
+ * Rejects with AioError: `syscall` `"aio_fsync"` if libc refused the request (`EBADF` for a
+ * closed fd), `"fsync"` if the sync itself failed (`EIO`: treat the data as lost).
+ *
+ * @example
+ * ```ts ignore
+ * import { fsync } from "@posix/aio";
+ * import { open } from "node:fs/promises";
+ *
+ * const file = await open("data.bin", "w");
+ * await file.write(new Uint8Array([1, 2, 3]));
+ * await fsync(file);
+ * await file.close();
+ * ```
+ *
+ * @param fd The file descriptor, or an object with a numeric `fd`.
+ * @param options An AbortSignal; aborting cancels the sync if libc has not started it.
+ */
+export function fsync(fd: FdLike, options?: AioOptions): Promise<void> {
+  return sync(fd, options, "fsync");
+}
+
+/**
+ * Makes the file's data durable (and the metadata needed to read it back), like fdatasync(2),
+ * through `aio_fsync(O_DSYNC)`. Concurrent calls on one fd are merged.
+ *
+ * @example
+ * ```ts ignore
+ * import { fdatasync } from "@posix/aio";
+ * import { appendFileSync, openSync } from "node:fs";
+ *
+ * const fd = openSync("journal.log", "a");
+ * appendFileSync(fd, "record\n");
+ * await fdatasync(fd);
+ * ```
+ *
+ * @param fd The file descriptor, or an object with a numeric `fd`.
+ * @param options An AbortSignal; aborting cancels the sync if libc has not started it.
+ */
+export function fdatasync(fd: FdLike, options?: AioOptions): Promise<void> {
+  return sync(fd, options, "fdatasync");
+}
