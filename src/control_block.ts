@@ -178,6 +178,7 @@ export class ControlBlock {
 
   /** Submits `aio_fsync(op)`. Returns 0 or errno. */
   fsync(op: number): number {
+    this.#assertIdle();
     const { O_SYNC } = this.#native.abi.constants;
     return this.#submit(op === O_SYNC ? "fsync" : "fdatasync", this.#native.c.aio_fsync(op, this.address));
   }

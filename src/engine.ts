@@ -60,6 +60,8 @@ export class Engine implements Checker {
   readonly completion: CompletionName;
   readonly #native: Loaded;
   readonly #pending = new Set<EngineOperation>();
+  /** Pending operations per fd, in submission order. */
+  readonly #byFd = new Map<number, Set<EngineOperation>>();
   readonly #poller: Poller | null;
   readonly #waiter: Waiter;
 
@@ -96,17 +98,31 @@ export class Engine implements Checker {
       return errno;
     }
     op.submittedAt = performance.now();
-    this.#pending.add(op);
+    this.#track(op);
     if (this.#poller !== null) this.#poller.watch(op);
     else this.#waiter.cover(op);
     return 0;
   }
 
-  /** Checks `op` once; if it is final, settles it. Returns whether it is final. */
+  /**
+   * Checks `op` once; if it is final, settles it. Returns whether it is final. A final sync
+   * first settles whatever final requests were submitted before it on the same fd: libc ran
+   * them first, and callers see them settle in that order.
+   */
   check(op: Operation): boolean {
     const tracked = op as EngineOperation;
     if (!this.#pending.has(tracked)) return true;
     if (!tracked.block.poll()) return false;
+    const operation = tracked.block.operation;
+    const queue = this.#byFd.get(tracked.fd)!;
+    if (operation === "fsync" || operation === "fdatasync") {
+      for (const earlier of queue) {
+        if (earlier === tracked) break;
+        this.check(earlier);
+      }
+    }
+    queue.delete(tracked);
+    if (queue.size === 0) this.#byFd.delete(tracked.fd);
     this.#pending.delete(tracked);
     this.#poller?.forget(tracked, performance.now() - tracked.submittedAt);
     this.#waiter.forget(tracked);
@@ -136,8 +152,15 @@ export class Engine implements Checker {
    */
   adopt(block: ControlBlock, fd: number): void {
     const op: EngineOperation = { block, fd, submittedAt: performance.now(), token: undefined, complete() {} };
-    this.#pending.add(op);
+    this.#track(op);
     this.#waiter.cover(op);
+  }
+
+  #track(op: EngineOperation): void {
+    this.#pending.add(op);
+    let queue = this.#byFd.get(op.fd);
+    if (queue === undefined) this.#byFd.set(op.fd, queue = new Set());
+    queue.add(op);
   }
 }
 

@@ -1,0 +1,141 @@
+/**
+ * Test helpers: real files, FIFOs, closed descriptors, child processes of the same runtime.
+ *
+ * @module
+ */
+
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The runtime running the tests. */
+export const runtime: "deno" | "bun" = (globalThis as { Bun?: unknown }).Bun !== undefined ? "bun" : "deno";
+
+/** The project's root folder. */
+export const root: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/** A fresh temporary folder, removed by the returned function. */
+export function tempDir(): { dir: string; remove: () => void } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "posix-aio-test-"));
+  return { dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Opens a new file for reading and writing; returns its fd and path. */
+export function tempFile(dir: string, name = "data.bin", contents?: Uint8Array | string): { fd: number; file: string } {
+  const file = path.join(dir, name);
+  if (contents !== undefined) fs.writeFileSync(file, contents);
+  return { fd: fs.openSync(file, contents === undefined ? "w+" : "r+"), file };
+}
+
+/**
+ * A FIFO opened read-write with nothing written: a read on it stays pending until `feed`
+ * writes, which makes a deterministic pending request. glibc runs the requests of one fd in
+ * order, so everything submitted on this fd after that read waits behind it, not started.
+ */
+export function fifo(dir: string, name = "fifo"): { fd: number; feed: (bytes: string) => void; close: () => void } {
+  const file = path.join(dir, name);
+  execFileSync("mkfifo", [file]);
+  const fd = fs.openSync(file, "r+");
+  return {
+    fd,
+    feed: (bytes) => fs.writeSync(fd, bytes),
+    close: () => fs.closeSync(fd),
+  };
+}
+
+/** A descriptor number that is not open (opened, then closed). */
+export function closedFd(dir: string): number {
+  const fd = fs.openSync(path.join(dir, "closed"), "w");
+  fs.closeSync(fd);
+  return fd;
+}
+
+/** Waits `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Whether a program is on PATH. */
+export function hasProgram(name: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${name}`]).status === 0;
+}
+
+/** The command line that runs a script with this runtime and every permission it needs. */
+export function runtimeCommand(script: string, extra: string[] = []): string[] {
+  if (runtime === "deno") {
+    return [Deno.execPath(), "run", "--allow-all", "--v8-flags=--expose-gc", ...extra, script];
+  }
+  return [process.execPath, ...extra, script];
+}
+
+/** What a finished child process printed. */
+export interface ChildResult {
+  readonly status: number | null;
+  readonly signal: string | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly ms: number;
+}
+
+/** Runs a command to its end (killed after `timeout` ms). */
+export function run(
+  command: string[],
+  options: { env?: Record<string, string>; timeout?: number; input?: string } = {},
+): Promise<ChildResult> {
+  const start = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(command[0], command.slice(1), {
+      env: { ...process.env, ...options.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => stdout += chunk);
+    child.stderr.on("data", (chunk) => stderr += chunk);
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeout ?? 60_000);
+    child.on("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on("close", (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr, ms: performance.now() - start });
+    });
+    child.stdin.end(options.input ?? "");
+  });
+}
+
+/** The last line of a child's stdout, parsed as JSON. */
+export function lastJson<T>(result: ChildResult): T {
+  const lines = result.stdout.trim().split("\n");
+  try {
+    return JSON.parse(lines.at(-1)!) as T;
+  } catch {
+    throw new Error(`No JSON from the child (status ${result.status}):\n${result.stdout}\n${result.stderr}`);
+  }
+}
+
+/** Forces a full garbage collection, where the runtime allows it. */
+export function gc(): void {
+  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
+  if (bun !== undefined) bun.gc(true);
+  else (globalThis as { gc?: () => void }).gc?.();
+}
+
+/** Whether `gc()` really collects. */
+export const canGc: boolean = runtime === "bun" || typeof (globalThis as { gc?: unknown }).gc === "function";
+
+/** Resolves like `promise`, or rejects if it takes longer than `ms` (the timer keeps the loop alive). */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

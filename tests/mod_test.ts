@@ -1,0 +1,333 @@
+/**
+ * The idiomatic layer: fsync/fdatasync/read/write, AioRequest, suspend, AioError, abort,
+ * target and stats, on real files and FIFOs, under whichever completion strategy
+ * POSIX_AIO_COMPLETION selects.
+ */
+
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { open } from "node:fs/promises";
+import { AioError, AioRequest, fdatasync, fsync, read, stats, suspend, target, write } from "../mod.ts";
+import { constants } from "../src/posix.ts";
+import { test } from "./harness.ts";
+import { closedFd, fifo, lastJson, root, run, runtime, runtimeCommand, sleep, tempDir, tempFile } from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const { dir, remove } = tempDir();
+  try {
+    await fn(dir);
+  } finally {
+    remove();
+  }
+  await quiescent();
+}
+
+/** Everything is final and freed, at most a moment after the last promise settled. */
+async function quiescent(): Promise<void> {
+  // A block that an aio_suspend call off the JavaScript thread still lists is freed when it returns.
+  for (let i = 0; i < 200 && stats().allocated > 0; i++) await sleep(5);
+  assert.deepEqual(stats(), { pending: 0, allocated: 0 }, "nothing left in flight or allocated");
+}
+
+test("fsync and fdatasync resolve once the data is durable, and free everything", () =>
+  withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    fs.writeSync(fd, "durable");
+    assert.equal(await fsync(fd), undefined);
+    assert.equal(await fdatasync(fd), undefined);
+    fs.closeSync(fd);
+  }));
+
+test("fsync accepts a node:fs/promises FileHandle (any object with a numeric fd)", () =>
+  withDir(async (dir) => {
+    const handle = await open(`${dir}/handle.txt`, "w");
+    await handle.write("via FileHandle");
+    await fdatasync(handle);
+    await fsync({ fd: handle.fd });
+    await handle.close();
+  }));
+
+test("a refused sync rejects with AioError EBADF from aio_fsync, naming the fd", () =>
+  withDir(async (dir) => {
+    const fd = closedFd(dir);
+    const error = await fdatasync(fd).then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof AioError);
+    assert.equal(error.code, "EBADF");
+    assert.equal(error.errno, constants.EBADF);
+    assert.equal(error.syscall, "aio_fsync");
+    assert.equal(error.fd, fd);
+    assert.match(error.message, /^EBADF: bad file descriptor, aio_fsync \(fd \d+\)$/);
+  }));
+
+test("a sync that fails after submission rejects with the operation's name (fsync on a FIFO: EINVAL)", () =>
+  withDir(async (dir) => {
+    const pipe = fifo(dir);
+    await assert.rejects(fsync(pipe.fd), (error: unknown) => {
+      assert.ok(error instanceof AioError);
+      assert.equal(error.code, "EINVAL");
+      assert.equal(error.syscall, "fsync");
+      return true;
+    });
+    await assert.rejects(fdatasync(pipe.fd), { code: "EINVAL", syscall: "fdatasync" });
+    pipe.close();
+  }));
+
+test("bad arguments reject (never throw) with TypeError or RangeError naming the argument", async () => {
+  const cases: [() => Promise<unknown>, RegExp, ErrorConstructor][] = [
+    [() => fsync("3" as unknown as number), /Invalid fd: .*received "3"/, TypeError],
+    [() => fsync(null as unknown as number), /Invalid fd: .*received null/, TypeError],
+    [() => fdatasync(undefined as unknown as number), /Invalid fd: .*received undefined/, TypeError],
+    [() => fdatasync(-1), /Invalid fd: .*received -1/, RangeError],
+    [() => fdatasync(1.5), /Invalid fd: .*received 1.5/, RangeError],
+    [() => fdatasync(NaN), /Invalid fd: .*received NaN/, RangeError],
+    [() => fdatasync(2 ** 31), /Invalid fd: .*received 2147483648/, RangeError],
+    [() => fdatasync({} as unknown as number), /Invalid fd/, TypeError],
+    [() => fdatasync({ fd: "1" } as unknown as number), /Invalid fd\.fd/, TypeError],
+    [() => fsync(1, { signal: "x" } as unknown as undefined), /Invalid options\.signal/, TypeError],
+    [() => read(1, [] as unknown as Uint8Array, 0), /Invalid buffer: expected a Uint8Array/, TypeError],
+    [() => read(1, new Uint8Array(1), -1), /Invalid position: .*received -1/, RangeError],
+    [() => read(1, new Uint8Array(1), 0.5), /Invalid position: .*received 0.5/, RangeError],
+    [() => write(1, new Uint8Array(1), 2 ** 53), /Invalid position/, RangeError],
+    [() => write(1, "text" as unknown as Uint8Array, 0), /Invalid data: .*received "text"/, TypeError],
+  ];
+  for (const [call, message, type] of cases) {
+    let promise: Promise<unknown> | undefined;
+    assert.doesNotThrow(() => promise = call());
+    await assert.rejects(promise!, (error: unknown) => {
+      assert.ok(error instanceof type, `${error} is a ${type.name}`);
+      assert.match((error as Error).message, message);
+      return true;
+    });
+  }
+  await quiescent();
+});
+
+test("write then read round-trips, at positions, with short reads at the end of the file", () =>
+  withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    assert.equal(await write(fd, encoder.encode("hello "), 0), 6);
+    assert.equal(await write(fd, encoder.encode("world"), 6), 5);
+    const buffer = new Uint8Array(32);
+    assert.equal(await read(fd, buffer, 0), 11);
+    assert.equal(decoder.decode(buffer.subarray(0, 11)), "hello world");
+    assert.equal(await read(fd, buffer, 6), 5);
+    assert.equal(await read(fd, buffer, 100), 0, "end of file");
+    assert.equal(await read(fd, new Uint8Array(0), 0), 0, "zero-length read");
+    fs.closeSync(fd);
+  }));
+
+test("a large write and read (4 MiB) round-trip through the native copies", () =>
+  withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    const data = new Uint8Array(4 << 20);
+    for (let i = 0; i < data.length; i += 4096) crypto.getRandomValues(data.subarray(i, i + 4096));
+    assert.equal(await write(fd, data, 0), data.length);
+    await fdatasync(fd);
+    const back = new Uint8Array(data.length);
+    assert.equal(await read(fd, back, 0), data.length);
+    assert.ok(back.every((byte, i) => byte === data[i]));
+    fs.closeSync(fd);
+  }));
+
+test("35. data changed right after write() is written as it was at the call", () =>
+  withDir(async (dir) => {
+    const { fd, file } = tempFile(dir);
+    const data = encoder.encode("snapshot");
+    const pending = write(fd, data, 0);
+    data.fill(0x21);
+    assert.equal(await pending, 8);
+    assert.equal(fs.readFileSync(file, "utf8"), "snapshot");
+    fs.closeSync(fd);
+  }));
+
+test("AioRequest: submit at once, error() and result() follow aio_error and aio_return", () =>
+  withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    const request = AioRequest.write(fd, encoder.encode("abc"), 0);
+    assert.equal(request.fd, fd);
+    assert.equal(request.op, "write");
+    assert.equal(await request.done, 3);
+    assert.equal(request.error(), 0);
+    assert.equal(request.result(), 3);
+    assert.equal(request.result(), 3, "cached");
+    const sync = AioRequest.fsync(fd, "dsync");
+    assert.equal(sync.op, "fdatasync");
+    assert.equal(await sync.done, 0);
+    assert.equal(AioRequest.fsync({ fd }).op, "fsync");
+    await sleep(5);
+    while (stats().pending > 0) await sleep(1);
+    assert.throws(() => AioRequest.fsync(fd, "full" as "sync"), /Invalid mode/);
+    assert.throws(() => AioRequest.fsync(-1), RangeError);
+    fs.closeSync(fd);
+  }));
+
+test("AioRequest refused by libc throws AioError synchronously", () =>
+  withDir((dir) => {
+    assert.throws(() => AioRequest.fsync(closedFd(dir)), { name: "AioError", code: "EBADF", syscall: "aio_fsync" });
+  }));
+
+test("AioRequest on a FIFO: pending until data arrives; result() throws EINPROGRESS meanwhile", () =>
+  withDir(async (dir) => {
+    const pipe = fifo(dir);
+    const buffer = new Uint8Array(5);
+    const request = AioRequest.read(pipe.fd, buffer, 0);
+    await sleep(20);
+    assert.equal(request.error(), constants.EINPROGRESS);
+    assert.throws(() => request.result(), { name: "AioError", code: "EINPROGRESS" });
+    assert.equal(stats().pending, 1);
+    pipe.feed("fifo!");
+    assert.equal(await request.done, 5);
+    assert.equal(decoder.decode(buffer), "fifo!");
+    pipe.close();
+  }));
+
+test(
+  "AioRequest.cancel(): notcanceled while running, canceled (ECANCELED) while queued, alldone after",
+  () =>
+    withDir(async (dir) => {
+      const pipe = fifo(dir);
+      const running = AioRequest.read(pipe.fd, new Uint8Array(1), 0);
+      await sleep(20);
+      const queued = AioRequest.fsync(pipe.fd, "dsync");
+      assert.equal(queued.cancel(), "canceled");
+      await assert.rejects(queued.done, { name: "AioError", code: "ECANCELED", syscall: "fdatasync" });
+      assert.equal(queued.result(), -1);
+      assert.equal(running.cancel(), "notcanceled");
+      pipe.feed("x");
+      assert.equal(await running.done, 1);
+      assert.equal(running.cancel(), "alldone");
+      pipe.close();
+    }),
+  { skip: target.os === "linux" && target.libc === "glibc" ? false : "needs glibc's per-fd queue" },
+);
+
+test("aborting a queued sync cancels it and rejects with the signal's reason", () =>
+  withDir(async (dir) => {
+    const pipe = fifo(dir);
+    const blocker = read(pipe.fd, new Uint8Array(1), 0);
+    await sleep(20);
+    const controller = new AbortController();
+    const sync = fdatasync(pipe.fd, { signal: controller.signal });
+    const reason = new Error("no longer needed");
+    controller.abort(reason);
+    await assert.rejects(sync, (error) => error === reason);
+    pipe.feed("y");
+    assert.equal(await blocker, 1);
+    pipe.close();
+  }), { skip: target.libc === "glibc" ? false : "needs glibc's per-fd queue" });
+
+test("aborting a running read does not cancel it: it settles as libc finishes it", () =>
+  withDir(async (dir) => {
+    const pipe = fifo(dir);
+    const controller = new AbortController();
+    const buffer = new Uint8Array(2);
+    const pending = read(pipe.fd, buffer, 0, { signal: controller.signal });
+    await sleep(20);
+    controller.abort();
+    await sleep(10);
+    assert.equal(stats().pending, 1, "still in flight: its buffer and control block stay alive");
+    pipe.feed("ok");
+    assert.equal(await pending, 2);
+    assert.equal(decoder.decode(buffer), "ok");
+    pipe.close();
+  }), { skip: target.libc === "musl" ? "musl cancels running requests" : false });
+
+test("an already aborted signal rejects with its reason and submits nothing", async () => {
+  const controller = new AbortController();
+  controller.abort(new Error("early"));
+  await assert.rejects(fsync(0, { signal: controller.signal }), /early/);
+  await assert.rejects(read(0, new Uint8Array(1), 0, { signal: controller.signal }), /early/);
+  await quiescent();
+});
+
+test("1,000 concurrent fdatasync on one fd all resolve (merged into a few syncs)", () =>
+  withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    fs.writeSync(fd, "x".repeat(4096));
+    const results = await Promise.all(Array.from({ length: 1000 }, () => fdatasync(fd)));
+    assert.equal(results.length, 1000);
+    fs.closeSync(fd);
+  }));
+
+test("a sync queued behind writes on one fd completes after them and the data reads back", () =>
+  withDir(async (dir) => {
+    const { fd, file } = tempFile(dir);
+    const writes = Array.from({ length: 64 }, (_, i) => write(fd, encoder.encode(`${i % 10}`.repeat(64)), i * 64));
+    const sync = fdatasync(fd);
+    const order: string[] = [];
+    await Promise.all([
+      ...writes.map((w) => w.then(() => order.push("write"))),
+      sync.then(() => order.push("sync")),
+    ]);
+    assert.equal(order.lastIndexOf("write") < order.indexOf("sync"), true, order.join(","));
+    const back = fs.readFileSync(file, "utf8");
+    assert.equal(back.length, 64 * 64);
+    for (let i = 0; i < 64; i++) assert.equal(back.slice(i * 64, i * 64 + 64), `${i % 10}`.repeat(64));
+    fs.closeSync(fd);
+  }));
+
+test("many files at once: write + fdatasync on 64 fds", () =>
+  withDir(async (dir) => {
+    const files = Array.from({ length: 64 }, (_, i) => tempFile(dir, `f${i}`));
+    await Promise.all(files.map(async ({ fd }, i) => {
+      assert.equal(await write(fd, encoder.encode(`file ${i}`), 0), `file ${i}`.length);
+      await fdatasync(fd);
+    }));
+    for (const [i, { fd, file }] of files.entries()) {
+      assert.equal(fs.readFileSync(file, "utf8"), `file ${i}`);
+      fs.closeSync(fd);
+    }
+  }));
+
+test("suspend(): TypeError for [] or foreign entries, at once for settled ones, EAGAIN on timeout", () =>
+  withDir(async (dir) => {
+    await assert.rejects(suspend([]), TypeError);
+    await assert.rejects(suspend([{}] as AioRequest[]), /Invalid requests\[0\]/);
+    await assert.rejects(suspend("x" as unknown as AioRequest[]), TypeError);
+    const { fd } = tempFile(dir);
+    const done = AioRequest.fsync(fd);
+    await done.done;
+    assert.deepEqual(await suspend([done]), [done]);
+    const pipe = fifo(dir);
+    const pending = AioRequest.read(pipe.fd, new Uint8Array(1), 0);
+    await assert.rejects(suspend([pending], { timeout: -1 }), RangeError);
+    await assert.rejects(suspend([pending], { timeout: NaN }), RangeError);
+    await assert.rejects(suspend([pending], { timeout: Infinity }), RangeError);
+    const start = performance.now();
+    await assert.rejects(suspend([pending], { timeout: 100 }), { name: "AioError", code: "EAGAIN" });
+    assert.ok(performance.now() - start >= 99);
+    const sync = AioRequest.fsync(fd, "dsync");
+    const first = await suspend([pending, sync]);
+    assert.deepEqual(first, [sync]);
+    pipe.feed("s");
+    assert.deepEqual(await suspend([pending]), [pending]);
+    pipe.close();
+    fs.closeSync(fd);
+  }));
+
+test("target names the runtime, platform, library and completion strategy", () => {
+  assert.equal(target.runtime, runtime);
+  assert.ok(["linux", "darwin"].includes(target.os));
+  assert.ok(["x86_64", "aarch64"].includes(target.arch));
+  assert.ok(["glibc", "musl", "darwin"].includes(target.libc));
+  assert.equal(typeof target.library, "string");
+  const requested = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env
+    .POSIX_AIO_COMPLETION;
+  if (requested) assert.equal(target.completion, requested);
+  assert.ok(["poll+suspend", "poll+thread", "poll", "suspend", "thread"].includes(target.completion));
+});
+
+test("a script whose last line awaits fdatasync exits 0 as soon as it settles", async () => {
+  const result = await run(runtimeCommand(`${root}/tests/fixtures/last_await.ts`), { timeout: 30_000 });
+  assert.equal(result.status, 0, result.stderr);
+  assert.deepEqual(lastJson(result), { synced: true, pending: 0 });
+});
+
+test("a script with a read pending on an empty FIFO exits cleanly through exit()", async () => {
+  const result = await run(runtimeCommand(`${root}/tests/fixtures/exit_pending.ts`), { timeout: 30_000 });
+  assert.equal(result.status, 0, result.stderr);
+  assert.deepEqual(lastJson(result), { pending: 1 });
+});
