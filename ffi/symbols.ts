@@ -58,12 +58,6 @@ export const SYMBOLS = {
   aio_init: { params: ["pointer"], result: "void", optional: true },
   // const char *gnu_get_libc_version(void);  (present in glibc only: tells glibc from musl)
   gnu_get_libc_version: { params: [], result: "pointer", optional: true },
-  // int pipe(int pipefd[2]);
-  pipe: { params: ["buffer"], result: "i32" },
-  // ssize_t write(int fd, const void *buf, size_t count);
-  write: { params: ["i32", "buffer", "usize"], result: "isize" },
-  // int close(int fd);
-  close: { params: ["i32"], result: "i32" },
 } as const satisfies Record<string, SymbolDefinition>;
 
 /** The key under which the errno accessor (`__errno_location` or `__error`) is bound. */

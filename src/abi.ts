@@ -138,8 +138,6 @@ export interface Limits {
 export interface Features {
   /** `SIGEV_THREAD` notification is supported. */
   readonly sigev_thread: boolean;
-  /** `aio_read` works on a pipe (the suspend strategy wakes its waiter through one). */
-  readonly aio_on_pipes: boolean;
 }
 
 /** Everything known about one target. */
@@ -321,7 +319,7 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
   aioinit: { size: 32, aio_threads: [0, 4], aio_num: [4, 4], aio_idle_time: [24, 4] },
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 20 },
-  features: { sigev_thread: true, aio_on_pipes: true },
+  features: { sigev_thread: true },
 };
 
 const LINUX_X86_64_MUSL: TargetAbi = {
@@ -335,7 +333,7 @@ const LINUX_X86_64_MUSL: TargetAbi = {
   aioinit: null,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 0 },
-  features: { sigev_thread: true, aio_on_pipes: true },
+  features: { sigev_thread: true },
 };
 
 // xnu: int aio_fildes; off_t aio_offset; volatile void *aio_buf; size_t aio_nbytes;
@@ -387,7 +385,7 @@ const DARWIN: TargetAbi = {
   },
   // kern.aioprocmax and the aio_suspend entry limit default to 16.
   limits: { AIO_LISTIO_MAX: 16, per_process_in_flight: 16, aio_suspend_max_entries: 16 },
-  features: { sigev_thread: false, aio_on_pipes: false },
+  features: { sigev_thread: false },
 };
 
 /** The ABI of every supported target, by target name. */

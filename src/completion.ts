@@ -4,8 +4,8 @@
  *
  * - `thread`: libc announces each completion with SIGEV_THREAD into a thread-safe callback.
  * - `suspend`: `aio_suspend` over the pending requests, called off the JavaScript thread
- *   (Deno: a nonblocking FFI call; Bun: a Worker). A pipe read is listed too, so new requests
- *   can wake the waiting call to be added to its list.
+ *   (Deno: a nonblocking FFI call; Bun: a Worker), a few calls at most, each returning after a
+ *   short slice at the latest so that newer requests get listed.
  * - `poll`: `aio_error` checked from `setImmediate` while completions arrive fast, then on
  *   timers that back off.
  * - `poll+suspend`, `poll+thread`: the same fast polling, handing over to the blocking strategy
@@ -16,8 +16,7 @@
  * @module
  */
 
-import type { Address } from "../ffi/mod.ts";
-import { ControlBlock } from "./control_block.ts";
+import type { ControlBlock } from "./control_block.ts";
 import type { Loaded } from "./target.ts";
 
 /** The strategies, by the names `POSIX_AIO_COMPLETION` accepts. */
@@ -199,74 +198,19 @@ export class ThreadWaiter implements Waiter {
   }
 }
 
+/** Most `aio_suspend` calls in flight at once (each holds a thread: Deno's pool, a Bun Worker). */
+const MAX_CALLS = 4;
 /**
- * A read on a private pipe, listed in every `aio_suspend` call of the suspend strategy: one
- * byte written to the pipe completes it and so returns every call waiting on it.
+ * Each call returns after this long (ms) at the latest, so that operations that found every
+ * call busy are listed soon even if the listed ones never complete (a read on an idle FIFO).
  */
-class WakePipe {
-  readonly #native: Loaded;
-  readonly #block = new ControlBlock(false);
-  readonly #readEnd: number;
-  readonly #writeEnd: number;
-  readonly #byte = new Uint8Array(1);
-  #fired = false;
-
-  private constructor(native: Loaded, readEnd: number, writeEnd: number) {
-    this.#native = native;
-    this.#readEnd = readEnd;
-    this.#writeEnd = writeEnd;
-    this.#block.set("aio_fildes", readEnd);
-  }
-
-  /** A pipe and its read, or `null` if this C library cannot read a pipe asynchronously. */
-  static open(native: Loaded): WakePipe | null {
-    if (!native.abi.features.aio_on_pipes) return null;
-    const fds = new Int32Array(2);
-    if (native.c.pipe(new Uint8Array(fds.buffer)) !== 0) return null;
-    return new WakePipe(native, fds[0], fds[1]);
-  }
-
-  /** The read to list, submitted if it is not in flight yet; `null` if libc refused it. */
-  arm(): Address | null {
-    if (this.#block.state !== "pending") {
-      this.#fired = false;
-      if (this.#block.read(this.#byte, 1) !== 0) return null;
-    }
-    return this.#block.address;
-  }
-
-  /** Completes the read, once per arming. */
-  fire(): void {
-    if (this.#fired || this.#block.state !== "pending") return;
-    this.#fired = true;
-    this.#native.c.write(this.#writeEnd, this.#byte, 1);
-  }
-
-  /** After the calls listing it returned: collects the read if it finished. */
-  settle(): void {
-    this.#block.poll();
-  }
-
-  /** Marks the read as listed by one more call. */
-  list(): void {
-    this.#block.list();
-  }
-
-  /** One call listing the read returned. */
-  unlist(): void {
-    this.#block.unlist();
-  }
-
-  /** For diagnostics: the pipe's file descriptors. */
-  get fds(): [number, number] {
-    return [this.#readEnd, this.#writeEnd];
-  }
-}
+const CALL_SLICE_MS = 50;
 
 /**
- * Waits in `aio_suspend` off the JavaScript thread over the covered operations. New operations
- * wake the waiting call through the pipe so that the next call lists them; where libc cannot
- * read pipes, they get a call of their own instead.
+ * Waits in `aio_suspend` off the JavaScript thread over the covered operations. Operations
+ * covered while calls are in flight get a call of their own, up to `MAX_CALLS`; past that they
+ * are listed when a call returns (a completion, or `CALL_SLICE_MS` at the latest), and that
+ * call re-arms with everything not listed. No request of libc's own pool is spent on waking.
  */
 export class SuspendWaiter implements Waiter {
   readonly notify = "none";
@@ -275,7 +219,6 @@ export class SuspendWaiter implements Waiter {
   readonly #covered = new Set<Operation>();
   readonly #listed = new Set<Operation>();
   readonly #maxEntries: number;
-  #wake: WakePipe | null | undefined;
   #calls = 0;
   #armQueued = false;
   #failures = 0;
@@ -305,60 +248,51 @@ export class SuspendWaiter implements Waiter {
   #rearm(): void {
     const unlisted: Operation[] = [];
     for (const op of this.#covered) if (!this.#listed.has(op)) unlisted.push(op);
-    if (unlisted.length === 0) return;
-    this.#wake ??= WakePipe.open(this.#native);
-    if (this.#calls > 0 && this.#wake !== null) {
-      // Every call lists the pipe read: they all return, and the last one re-arms with all.
-      this.#wake.fire();
-      return;
-    }
-    const wake = this.#wake?.arm() ?? null;
-    const room = this.#maxEntries - (wake === null ? 0 : 1);
-    for (let i = 0; i < unlisted.length; i += room) {
-      this.#call(unlisted.slice(i, i + room), wake);
+    for (let i = 0; i < unlisted.length && this.#calls < MAX_CALLS; i += this.#maxEntries) {
+      this.#call(unlisted.slice(i, i + this.#maxEntries));
     }
   }
 
-  async #call(ops: Operation[], wake: Address | null): Promise<void> {
-    const { backend, c } = this.#native;
-    const entries = ops.length + (wake === null ? 0 : 1);
-    const list = c.calloc(entries, 8);
-    if (!list) throw new RangeError(`Cannot allocate an aio_suspend list of ${entries} entries`);
-    const view = new DataView(backend.view(list, entries * 8));
-    let at = 0;
-    if (wake !== null) {
-      view.setBigUint64(at, backend.toBigInt(wake), true);
-      at += 8;
-      this.#wake!.list();
-    }
-    for (const op of ops) {
-      view.setBigUint64(at, backend.toBigInt(op.block.address), true);
-      at += 8;
+  async #call(ops: Operation[]): Promise<void> {
+    const { backend, c, abi } = this.#native;
+    const list = c.calloc(ops.length, 8);
+    const timeout = c.calloc(1, abi.timespec.size);
+    if (!list || !timeout) throw new RangeError(`Cannot allocate an aio_suspend list of ${ops.length} entries`);
+    const view = new DataView(backend.view(list, ops.length * 8));
+    ops.forEach((op, index) => {
+      view.setBigUint64(index * 8, backend.toBigInt(op.block.address), true);
       op.block.list();
       this.#listed.add(op);
-    }
+    });
+    new DataView(backend.view(timeout, abi.timespec.size)).setBigInt64(
+      abi.timespec.tv_nsec[0],
+      BigInt(CALL_SLICE_MS * 1_000_000),
+      true,
+    );
     this.#calls++;
+    const start = performance.now();
     let result = -1;
     try {
-      ({ result } = await c.aio_suspend(list, entries, backend.NULL));
+      ({ result } = await c.aio_suspend(list, ops.length, timeout));
     } finally {
       this.#calls--;
       c.free(list);
-      if (wake !== null) this.#wake!.unlist();
+      c.free(timeout);
       for (const op of ops) {
         this.#listed.delete(op);
         op.block.unlist();
       }
     }
-    if (this.#calls === 0) this.#wake?.settle();
-    for (const op of ops) this.#checker.check(op);
-    if (result === 0) {
+    let progressed = false;
+    for (const op of ops) progressed = this.#checker.check(op) || progressed;
+    const timedOut = performance.now() - start >= CALL_SLICE_MS * 0.9;
+    if (result === 0 || progressed || timedOut) {
       this.#failures = 0;
-      this.#rearm();
-    } else {
-      // Interrupted, or refused: try again, pausing longer after repeated failures.
-      this.#failures = Math.min(this.#failures + 1, 6);
-      setTimeout(() => this.#rearm(), 2 ** this.#failures);
+    } else if (++this.#failures > 3) {
+      // Neither a completion nor the timeout ended these calls (signals, or refused): pause.
+      setTimeout(() => this.#rearm(), Math.min(2 ** this.#failures, 100));
+      return;
     }
+    this.#rearm();
   }
 }

@@ -1,0 +1,121 @@
+/**
+ * What reaches the kernel, and device faults, seen and injected with strace in a child process
+ * of the same runtime (see ../shared/reference/cross-targets.md).
+ */
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { test } from "./harness.ts";
+import { hasProgram, lastJson, root, run, runtimeCommand, tempDir, within } from "./helpers.ts";
+
+const skip = hasProgram("strace") ? false : "strace is not installed";
+const fixture = (name: string): string => path.join(root, "tests", "fixtures", name);
+
+/** Runs a fixture under strace with `options`; returns its result and strace's log. */
+async function traced(name: string, options: string[], args: string[] = []) {
+  const { dir, remove } = tempDir();
+  try {
+    const log = path.join(dir, "strace.log");
+    const command = ["strace", "-f", "--seccomp-bpf", "-qq", "-o", log, ...options, ...runtimeCommand(fixture(name))];
+    const result = await run([...command, ...args], { timeout: 60_000 });
+    return { result, log: fs.readFileSync(log, "utf8") };
+  } finally {
+    remove();
+  }
+}
+
+test("fdatasync() reaches the kernel as fdatasync(2) and fsync() as fsync(2), on that fd", async () => {
+  const { result, log } = await traced("sync_calls.ts", ["-e", "trace=fsync,fdatasync"]);
+  assert.equal(result.status, 0, result.stderr);
+  const { fd } = lastJson<{ fd: number }>(result);
+  // The runtime syncs files of its own too: keep the calls on the fixture's fd.
+  const calls = log.split("\n").filter((line) => new RegExp(`\\b(fsync|fdatasync)\\(${fd}\\)`).test(line))
+    .map((line) => line.replace(/^\d+\s+/, "").replace(/\s+/g, " "));
+  assert.deepEqual(calls, [`fdatasync(${fd}) = 0`, `fsync(${fd}) = 0`]);
+}, { skip });
+
+for (const syscall of ["fdatasync", "fsync"]) {
+  test(
+    `8. EIO injected into ${syscall}(2) rejects with AioError EIO, syscall "${syscall}"; the next one works`,
+    async () => {
+      const inject = `inject=${syscall}:error=EIO:when=1`;
+      const { result } = await traced("sync_failure.ts", ["-e", `trace=${syscall}`, "-e", inject], [syscall]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(lastJson(result), {
+        joined: [`EIO:${syscall}`],
+        after: "ok",
+        other: "ok",
+        pending: 0,
+        allocated: 0,
+      });
+    },
+    { skip },
+  );
+}
+
+test("a failed sync is reported to every caller merged behind it; 1,000 callers cost one fdatasync(2)", async () => {
+  const inject = "inject=fdatasync:error=EIO:delay_enter=200000:when=1";
+  const { result, log } = await traced("sync_failure.ts", ["-e", "trace=fdatasync", "-e", inject], [
+    "fdatasync",
+    "1000",
+  ]);
+  assert.equal(result.status, 0, result.stderr);
+  const outcome = lastJson<{ joined: string[]; after: string; other: string; pending: number }>(result);
+  assert.equal(outcome.joined.length, 1000);
+  assert.deepEqual(new Set(outcome.joined), new Set(["EIO:fdatasync"]), "none of them is told it succeeded");
+  assert.equal(outcome.after, "ok", "the library keeps working");
+  assert.equal(outcome.other, "ok");
+  assert.equal(outcome.pending, 0);
+  const syncs = log.split("\n").filter((line) => line.includes("fdatasync(") && !line.includes("resumed>"));
+  assert.equal(syncs.length, 3, `one failing, one after, one on the other fd:\n${syncs.join("\n")}`);
+}, { skip });
+
+test(
+  "10. a submit libc cannot queue (no AIO thread can start: EAGAIN) is refused and leaves nothing in flight",
+  async () => {
+    const { dir, remove } = tempDir();
+    const go = path.join(dir, "go");
+    const command = runtimeCommand(fixture("submit_refused.ts"));
+    const child = spawn(command[0], [...command.slice(1), go], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stderr.on("data", (chunk) => stderr += chunk);
+    let exit = "";
+    const closed = new Promise<void>((resolve) =>
+      child.on("close", (code, signal) => {
+        exit = `exit ${code} ${signal}`;
+        resolve();
+      })
+    );
+    const ready = new Promise<number>((resolve, reject) => {
+      child.stdout.on("data", (chunk) => {
+        stdout += chunk;
+        const match = /ready (\d+)/.exec(stdout);
+        if (match) resolve(Number(match[1]));
+      });
+      closed.then(() => reject(new Error(`the fixture ended early: ${stdout}${stderr}`)));
+    });
+    let tracer: ReturnType<typeof spawn> | undefined;
+    try {
+      const pid = await ready;
+      const inject = ["-e", "trace=clone,clone3", "-e", "inject=clone,clone3:error=EAGAIN"];
+      // Only the JavaScript thread (whose id is the pid), which is the one calling aio_fsync: the
+      // runtime's other threads may start threads meanwhile, and abort if they cannot.
+      tracer = spawn("strace", ["-qq", "-o", "/dev/null", "-p", `${pid}`, ...inject], { stdio: "ignore" });
+      // strace needs a moment to attach.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      fs.writeFileSync(go, "");
+      await within(closed, 20_000, "the fixture's exit");
+    } finally {
+      child.kill("SIGKILL");
+      tracer?.kill("SIGKILL");
+      await closed;
+      remove();
+    }
+    const outcome = JSON.parse(stdout.trim().split("\n").at(-1)!.replace(/^ready.*/, "{}"));
+    assert.deepEqual(outcome, { code: "EAGAIN", syscall: "aio_fsync", pending: 0, allocated: 0 }, `${exit}: ${stderr}`);
+  },
+  { skip },
+);
