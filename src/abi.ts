@@ -104,21 +104,37 @@ export type ErrnoName =
 
 /** The constants of `<aio.h>`, `<fcntl.h>`, `<signal.h>` and `<errno.h>` this module uses. */
 export interface Constants extends ErrnoTable {
+  /** `open` flag: read only. */
   readonly O_RDONLY: number;
+  /** `open` flag: write only. */
   readonly O_WRONLY: number;
+  /** `open` flag: read and write. */
   readonly O_RDWR: number;
+  /** `aio_fsync` op: file integrity, like fsync(2). */
   readonly O_SYNC: number;
+  /** `aio_fsync` op: data integrity, like fdatasync(2). */
   readonly O_DSYNC: number;
+  /** `aio_cancel`: every request given was canceled. */
   readonly AIO_CANCELED: number;
+  /** `aio_cancel`: at least one request could not be canceled (it is running). */
   readonly AIO_NOTCANCELED: number;
+  /** `aio_cancel`: every request given was already complete. */
   readonly AIO_ALLDONE: number;
+  /** `aio_lio_opcode`: read. */
   readonly LIO_READ: number;
+  /** `aio_lio_opcode`: write. */
   readonly LIO_WRITE: number;
+  /** `aio_lio_opcode`: nothing. */
   readonly LIO_NOP: number;
+  /** `lio_listio` mode: wait until every request is final. */
   readonly LIO_WAIT: number;
+  /** `lio_listio` mode: return once the requests are queued. */
   readonly LIO_NOWAIT: number;
+  /** `sigev_notify`: send the signal `sigev_signo`. */
   readonly SIGEV_SIGNAL: number;
+  /** `sigev_notify`: no notification. */
   readonly SIGEV_NONE: number;
+  /** `sigev_notify`: call `sigev_notify_function` (on the JavaScript thread, in this module). */
   readonly SIGEV_THREAD: number;
 }
 

@@ -19,11 +19,11 @@
 import type { ControlBlock } from "./control_block.ts";
 import type { Loaded } from "./target.ts";
 
-/** The strategies, by the names `POSIX_AIO_COMPLETION` accepts. */
-export const COMPLETIONS = ["poll+suspend", "poll+thread", "poll", "suspend", "thread"] as const;
+/** A completion strategy's name, as `POSIX_AIO_COMPLETION` and `configure()` accept it. */
+export type CompletionName = "poll+suspend" | "poll+thread" | "poll" | "suspend" | "thread";
 
-/** A completion strategy's name. */
-export type CompletionName = typeof COMPLETIONS[number];
+/** Every strategy. */
+export const COMPLETIONS: readonly CompletionName[] = ["poll+suspend", "poll+thread", "poll", "suspend", "thread"];
 
 /** A request in flight, as the engine and the strategies see it. */
 export interface Operation {

@@ -16,7 +16,7 @@ import {
   TimerWaiter,
   type Waiter,
 } from "./completion.ts";
-import { ControlBlock } from "./control_block.ts";
+import type { ControlBlock } from "./control_block.ts";
 import { AioError } from "./errors.ts";
 import { expectNotification, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native, settings } from "./target.ts";

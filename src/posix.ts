@@ -41,7 +41,7 @@ import { expectNotification, notificationFunction, withdrawNotification } from "
 import { type Loaded, native } from "./target.ts";
 import { describe, toBytes, toInt32, toSafeIndex, toSafeInteger } from "./validate.ts";
 
-export type { Constants } from "./abi.ts";
+export type { Constants, ErrnoName, ErrnoTable } from "./abi.ts";
 
 /** A notification as `aio_sigevent` describes it. */
 export interface Sigevent {
@@ -340,7 +340,7 @@ function transfer(cb: Aiocb, block: ControlBlock): [Uint8Array, number] {
   return [buffer, nbytes];
 }
 
-function submitted(block: ControlBlock, token: bigint | undefined, errno: number): number {
+function submitted(token: bigint | undefined, errno: number): number {
   if (errno === 0) return 0;
   if (token !== undefined) withdrawNotification(token);
   return fail(errno);
@@ -362,7 +362,7 @@ export function aio_read(aiocbp: Aiocb): number {
   const block = toAiocb(aiocbp);
   const [buffer, nbytes] = transfer(aiocbp, block);
   const token = armNotification(aiocbp);
-  return submitted(block, token, block.read(buffer, nbytes));
+  return submitted(token, block.read(buffer, nbytes));
 }
 
 /**
@@ -381,7 +381,7 @@ export function aio_write(aiocbp: Aiocb): number {
   const block = toAiocb(aiocbp);
   const [buffer, nbytes] = transfer(aiocbp, block);
   const token = armNotification(aiocbp);
-  return submitted(block, token, block.write(buffer, nbytes));
+  return submitted(token, block.write(buffer, nbytes));
 }
 
 /**
@@ -402,7 +402,7 @@ export function aio_fsync(op: number, aiocbp: Aiocb): number {
   const operation = toInt32(op, "op");
   const block = toAiocb(aiocbp);
   const token = armNotification(aiocbp);
-  return submitted(block, token, block.fsync(operation));
+  return submitted(token, block.fsync(operation));
 }
 
 /**
