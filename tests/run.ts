@@ -81,11 +81,11 @@ function summary(runtime: string, output: string): Counts | undefined {
 }
 
 /** Runs the suite (or some files) in one runtime with one strategy. */
-async function suite(runtime: "deno" | "bun", completion: string | undefined, files: string[]): Promise<void> {
+async function suite(runtime: "deno" | "bun", completion: string, files: string[]): Promise<void> {
   const command = runtime === "deno"
     ? [bin("deno"), "test", "--allow-all", "--v8-flags=--expose-gc", ...files]
     : [bin("bun"), "test", "--timeout", "120000", ...files];
-  const env: Record<string, string> = completion === undefined ? {} : { POSIX_AIO_COMPLETION: completion };
+  const env: Record<string, string> = completion.endsWith("the default") ? {} : { POSIX_AIO_COMPLETION: completion };
   const start = performance.now();
   const { status, output } = await execute(command, env);
   const seconds = ((performance.now() - start) / 1000).toFixed(1);
@@ -94,7 +94,7 @@ async function suite(runtime: "deno" | "bun", completion: string | undefined, fi
   total.passed += counts.passed;
   total.failed += counts.failed;
   total.skipped += counts.skipped;
-  const label = `${runtime} [${completion ?? "default strategy"}]${files.length > 1 ? "" : ` ${files[0]}`}`;
+  const label = `${runtime} [${completion}] ${files.join(" ")}`;
   const line = `${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped (${seconds} s)`;
   console.log(`${counts.failed === 0 ? "ok   " : "FAIL "} ${label}: ${line}`);
   if (counts.failed > 0) console.log(indent(failures(output)));
@@ -122,11 +122,11 @@ await check("deno doc --lint", [bin("deno"), "doc", "--lint", "mod.ts", "src/pos
 await check("deno publish --dry-run", [bin("deno"), "publish", "--dry-run", "--allow-dirty"]);
 
 for (const runtime of ["deno", "bun"] as const) {
-  await suite(runtime, undefined, ["tests/"]);
-  if (quick) continue;
   const evaluate = runtime === "deno" ? [bin("deno"), "eval"] : [bin("bun"), "-e"];
   const probe = await execute([...evaluate, DEFAULT_PROBE], { POSIX_AIO_COMPLETION: "" });
   const defaultStrategy = probe.output.trim().split("\n").at(-1);
+  await suite(runtime, `${defaultStrategy}, the default`, ["tests/"]);
+  if (quick) continue;
   for (const completion of COMPLETIONS) {
     if (completion !== defaultStrategy) await suite(runtime, completion, STRATEGY_FILES);
   }
