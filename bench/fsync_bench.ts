@@ -14,6 +14,13 @@
  * - `seq`: write + fdatasync, one after another (20,000 times).
  * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (20 rounds).
  * - `many-files`: 64 files, each write + fdatasync, all 64 at once (20 rounds).
+ * - `mid` (needs strace): `seq` on a device made slow with strace, 500 us added to every
+ *   fdatasync(2) (1,000 times): latency on a mid-latency device and CPU spent waiting.
+ * - `idle` (needs strace): 100 files synced at once, each sync taking 100 ms (5 rounds): the CPU
+ *   a process spends while its syncs wait.
+ *
+ * Every row carries `cpu_percent`: CPU time of the process (user + system) over wall time, in
+ * percent of one core, while the case ran.
  *
  * `impl` is `native` for the runtime's own path (Deno: `Deno.FsFile.syncData()`; Bun: `node:fs`
  * `fdatasync` with a callback, and `native-promises` for `FileHandle.datasync()`), or the name
@@ -25,7 +32,7 @@
  * @module
  */
 
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as os from "node:os";
@@ -39,7 +46,7 @@ import { COMPLETIONS } from "../src/completion.ts";
 type Runtime = "deno" | "bun";
 
 /** The workloads. */
-type CaseName = "seq" | "concurrent-one-fd" | "many-files";
+type CaseName = "seq" | "concurrent-one-fd" | "many-files" | "mid" | "idle";
 
 /** One measurement, as printed. */
 interface Row {
@@ -48,6 +55,7 @@ interface Row {
   impl: string;
   ops: number;
   us_per_op: number;
+  cpu_percent: number;
   default?: true;
 }
 
@@ -61,10 +69,11 @@ interface SyncedFile {
 /** Opens (creates) a file for one implementation of the sync. */
 type Opener = (file: string) => SyncedFile | Promise<SyncedFile>;
 
-/** Operations and time taken by one case. */
+/** Operations, time and CPU time taken by one case. */
 interface Measure {
   ops: number;
   ms: number;
+  cpuMs: number;
 }
 
 const deno = (globalThis as { Bun?: unknown }).Bun === undefined
@@ -75,7 +84,14 @@ const runtime: Runtime = deno === undefined ? "bun" : "deno";
 
 const script: string = fileURLToPath(import.meta.url);
 
-const CASES: readonly CaseName[] = ["seq", "concurrent-one-fd", "many-files"];
+/** The cases, each with the microseconds strace adds to every fdatasync(2) while it runs. */
+const CASES: ReadonlyMap<CaseName, number> = new Map<CaseName, number>([
+  ["seq", 0],
+  ["concurrent-one-fd", 0],
+  ["many-files", 0],
+  ["mid", 500],
+  ["idle", 100_000],
+]);
 
 /** Bytes written before each sync. */
 const BLOCK = new Uint8Array(4096).fill(0x61);
@@ -88,6 +104,11 @@ const BURST_ROUNDS = 20;
 /** `many-files`: files, and rounds at scale 1 (one more runs untimed first). */
 const FILES = 64;
 const FILES_ROUNDS = 20;
+/** `mid`: operations at scale 1. */
+const MID_OPS = 1000;
+/** `idle`: files synced at once, and rounds at scale 1. */
+const IDLE_FILES = 100;
+const IDLE_ROUNDS = 5;
 /** A child that takes longer than this is killed (ms). */
 const CHILD_TIMEOUT_MS = 600_000;
 
@@ -132,26 +153,33 @@ function aioOpener(file: string): SyncedFile {
   return { fd, sync: () => fdatasync(fd), close: () => fs.closeSync(fd) };
 }
 
+/** Runs `fn` and returns its wall time and the process's CPU time meanwhile (ms). */
+async function timed(fn: () => Promise<void>): Promise<{ ms: number; cpuMs: number }> {
+  const cpu = process.cpuUsage();
+  const start = performance.now();
+  await fn();
+  const ms = performance.now() - start;
+  const used = process.cpuUsage(cpu);
+  return { ms, cpuMs: (used.user + used.system) / 1000 };
+}
+
 /** `count` times `scale`, at least 1. */
 function scaled(count: number, scale: number): number {
   return Math.max(1, Math.round(count * scale));
 }
 
-/** `seq`: write + sync, one after another. */
-async function seq(open: Opener, dir: string, scale: number): Promise<Measure> {
-  const ops = scaled(SEQ_OPS, scale);
+/** `seq` (and `mid`, on a slowed device): write + sync, one after another. */
+async function seq(open: Opener, dir: string, ops: number): Promise<Measure> {
   const file = await open(path.join(dir, "seq.bin"));
+  const run = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) {
+      fs.writeSync(file.fd, BLOCK);
+      await file.sync();
+    }
+  };
   try {
-    for (let i = 0; i < Math.min(SEQ_WARMUP, ops); i++) {
-      fs.writeSync(file.fd, BLOCK);
-      await file.sync();
-    }
-    const start = performance.now();
-    for (let i = 0; i < ops; i++) {
-      fs.writeSync(file.fd, BLOCK);
-      await file.sync();
-    }
-    return { ops, ms: performance.now() - start };
+    await run(Math.min(SEQ_WARMUP, ops));
+    return { ops, ...await timed(() => run(ops)) };
   } finally {
     await file.close();
   }
@@ -161,40 +189,40 @@ async function seq(open: Opener, dir: string, scale: number): Promise<Measure> {
 async function concurrentOneFd(open: Opener, dir: string, scale: number): Promise<Measure> {
   const rounds = scaled(BURST_ROUNDS, scale);
   const file = await open(path.join(dir, "burst.bin"));
-  const burst = async (): Promise<number> => {
+  const burst = async (): Promise<void> => {
     fs.writeSync(file.fd, BLOCK);
-    const start = performance.now();
     await Promise.all(Array.from({ length: BURST }, () => file.sync()));
-    return performance.now() - start;
   };
   try {
     await burst();
-    let ms = 0;
-    for (let round = 0; round < rounds; round++) ms += await burst();
-    return { ops: rounds * BURST, ms };
+    return {
+      ops: rounds * BURST,
+      ...await timed(async () => {
+        for (let round = 0; round < rounds; round++) await burst();
+      }),
+    };
   } finally {
     await file.close();
   }
 }
 
-/** `many-files`: `FILES` files, each write + sync, all at once, per round. */
-async function manyFiles(open: Opener, dir: string, scale: number): Promise<Measure> {
-  const rounds = scaled(FILES_ROUNDS, scale);
+/** `count` files, each write + sync, all at once, per round (`many-files`, `idle`). */
+async function manyFiles(open: Opener, dir: string, count: number, rounds: number): Promise<Measure> {
   const files: SyncedFile[] = [];
-  const round = async (): Promise<number> => {
-    const start = performance.now();
-    await Promise.all(files.map(async (file) => {
+  const round = (): Promise<unknown> =>
+    Promise.all(files.map(async (file) => {
       fs.writeSync(file.fd, BLOCK);
       await file.sync();
     }));
-    return performance.now() - start;
-  };
   try {
-    for (let i = 0; i < FILES; i++) files.push(await open(path.join(dir, `file-${i}.bin`)));
+    for (let i = 0; i < count; i++) files.push(await open(path.join(dir, `file-${i}.bin`)));
     await round();
-    let ms = 0;
-    for (let i = 0; i < rounds; i++) ms += await round();
-    return { ops: rounds * FILES, ms };
+    return {
+      ops: rounds * count,
+      ...await timed(async () => {
+        for (let i = 0; i < rounds; i++) await round();
+      }),
+    };
   } finally {
     for (const file of files) await file.close();
   }
@@ -202,13 +230,15 @@ async function manyFiles(open: Opener, dir: string, scale: number): Promise<Meas
 
 /** The workload of each case. */
 const WORKLOADS: Readonly<Record<CaseName, (open: Opener, dir: string, scale: number) => Promise<Measure>>> = {
-  "seq": seq,
+  "seq": (open, dir, scale) => seq(open, dir, scaled(SEQ_OPS, scale)),
   "concurrent-one-fd": concurrentOneFd,
-  "many-files": manyFiles,
+  "many-files": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FILES_ROUNDS, scale)),
+  "mid": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
+  "idle": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale)),
 };
 
 /** Child process: measures one implementation in every case and prints a row per case. */
-async function measure(impl: string, parent: string, scale: number): Promise<void> {
+async function measure(impl: string, parent: string, scale: number, cases: CaseName[]): Promise<void> {
   let open = nativeOpeners().get(impl);
   if (open === undefined) {
     // Reading target.completion creates the engine with POSIX_AIO_COMPLETION, set by the parent.
@@ -219,9 +249,16 @@ async function measure(impl: string, parent: string, scale: number): Promise<voi
   }
   const dir = fs.mkdtempSync(path.join(parent, `${impl}-`));
   try {
-    for (const name of CASES) {
-      const { ops, ms } = await WORKLOADS[name](open, dir, scale);
-      const row: Row = { runtime, case: name, impl, ops, us_per_op: Math.round(ms * 1000 / ops * 100) / 100 };
+    for (const name of cases) {
+      const { ops, ms, cpuMs } = await WORKLOADS[name](open, dir, scale);
+      const row: Row = {
+        runtime,
+        case: name,
+        impl,
+        ops,
+        us_per_op: Math.round(ms * 1000 / ops * 100) / 100,
+        cpu_percent: Math.round(cpuMs / ms * 1000) / 10,
+      };
       console.log(JSON.stringify(row));
     }
   } finally {
@@ -229,20 +266,33 @@ async function measure(impl: string, parent: string, scale: number): Promise<voi
   }
 }
 
-/** The command line that runs this script again with the same runtime. */
-function selfCommand(args: string[]): string[] {
+/**
+ * The command line that runs this script again with the same runtime; with `delayUs`, under
+ * strace adding that many microseconds to every fdatasync(2).
+ */
+function selfCommand(args: string[], delayUs: number): string[] {
+  const slow = delayUs === 0 ? [] : [
+    "strace",
+    ...["-f", "--seccomp-bpf", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync"],
+    ...["-e", `inject=fdatasync:delay_exit=${delayUs}`],
+  ];
   if (deno !== undefined) {
     // Deno grants access to paths under /dev (the files are on /dev/shm) only with --allow-all.
-    return [deno.execPath(), "run", "--allow-all", script, ...args];
+    return [...slow, deno.execPath(), "run", "--allow-all", script, ...args];
   }
-  return [process.execPath, script, ...args];
+  return [...slow, process.execPath, script, ...args];
+}
+
+/** Whether strace can be run (the delayed cases need it). */
+function hasStrace(): boolean {
+  return spawnSync("strace", ["-V"]).status === 0;
 }
 
 /** Runs this script in a child process and returns its stdout; its stderr passes through. */
-function runSelf(args: string[], completion: string | undefined): Promise<string> {
+function runSelf(args: string[], completion: string | undefined, delayUs = 0): Promise<string> {
   const env: Record<string, string | undefined> = { ...process.env, POSIX_AIO_COMPLETION: completion };
   if (completion === undefined) delete env.POSIX_AIO_COMPLETION;
-  const [command, ...rest] = selfCommand(args);
+  const [command, ...rest] = selfCommand(args, delayUs);
   return new Promise((resolve, reject) => {
     const child = spawn(command, rest, { env, stdio: ["ignore", "pipe", "inherit"] });
     let stdout = "";
@@ -291,23 +341,33 @@ async function main(args: string[]): Promise<void> {
     const probe = JSON.parse(await runSelf(["--default"], undefined)) as { completion: CompletionName };
     const natives = nativeOpeners();
     const impls = [...natives.keys(), ...COMPLETIONS];
+    // One child per implementation runs the undelayed cases; each delayed case needs its own.
+    const groups = new Map<number, CaseName[]>();
+    for (const [name, delayUs] of CASES) groups.set(delayUs, [...groups.get(delayUs) ?? [], name]);
+    if (!hasStrace()) {
+      for (const delayUs of groups.keys()) if (delayUs !== 0) groups.delete(delayUs);
+      console.error("strace is not installed: the mid and idle cases are skipped");
+    }
     const results = new Map<string, Row[]>();
     for (let pass = 0; pass < passes; pass++) {
       // Rotate the order from pass to pass, so that no implementation always runs first.
       const shift = Math.round(pass * impls.length / passes);
       for (const impl of [...impls.slice(shift), ...impls.slice(0, shift)]) {
         const completion = natives.has(impl) ? undefined : impl;
-        const stdout = await runSelf(["--child", impl, root, String(scale)], completion);
-        const rows = stdout.trim().split("\n").map((line) => JSON.parse(line) as Row);
-        for (const row of rows) {
-          const key = `${row.case} ${row.impl}`;
-          results.set(key, [...results.get(key) ?? [], row]);
+        for (const [delayUs, names] of groups) {
+          const child = ["--child", impl, root, String(scale), names.join(",")];
+          const stdout = await runSelf(child, completion, delayUs);
+          const rows = stdout.trim().split("\n").map((line) => JSON.parse(line) as Row);
+          for (const row of rows) {
+            const key = `${row.case} ${row.impl}`;
+            results.set(key, [...results.get(key) ?? [], row]);
+          }
+          const summary = rows.map((row) => `${row.case} ${row.us_per_op} us/op ${row.cpu_percent}% CPU`).join(", ");
+          console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary}`);
         }
-        const summary = rows.map((row) => `${row.case} ${row.us_per_op}`).join(", ");
-        console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary} us/op`);
       }
     }
-    for (const name of CASES) {
+    for (const name of CASES.keys()) {
       for (const impl of impls) {
         const rows = results.get(`${name} ${impl}`) ?? [];
         if (rows.length === 0) continue;
@@ -317,6 +377,7 @@ async function main(args: string[]): Promise<void> {
           impl,
           ops: rows[0].ops,
           us_per_op: median(rows.map((each) => each.us_per_op)),
+          cpu_percent: median(rows.map((each) => each.cpu_percent)),
         };
         if (impl === probe.completion) row.default = true;
         console.log(JSON.stringify(row));
@@ -329,7 +390,7 @@ async function main(args: string[]): Promise<void> {
 
 const args = process.argv.slice(2);
 if (args[0] === "--child") {
-  await measure(args[1], args[2], Number(args[3]));
+  await measure(args[1], args[2], Number(args[3]), args[4].split(",") as CaseName[]);
 } else if (args[0] === "--default") {
   console.log(JSON.stringify({ completion: target.completion }));
 } else {

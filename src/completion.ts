@@ -4,8 +4,7 @@
  *
  * - `thread`: libc announces each completion with SIGEV_THREAD into a thread-safe callback.
  * - `suspend`: `aio_suspend` over the pending requests, called off the JavaScript thread
- *   (Deno: a nonblocking FFI call; Bun: a Worker), a few calls at most, each returning after a
- *   short slice at the latest so that newer requests get listed.
+ *   (Deno: a nonblocking FFI call; Bun: a Worker), a few calls at most.
  * - `poll`: `aio_error` checked from `setImmediate` while completions arrive fast, then on
  *   timers that back off.
  * - `poll+suspend`, `poll+thread`: the same fast polling, handing over to the blocking strategy
@@ -141,6 +140,7 @@ export class TimerWaiter implements Waiter {
   }
 
   cover(op: Operation): void {
+    if (this.#covered.has(op)) return;
     this.#covered.add(op);
     this.#delay = 1;
     this.#timer ??= setTimeout(() => this.#poll(), this.#delay);
@@ -200,17 +200,13 @@ export class ThreadWaiter implements Waiter {
 
 /** Most `aio_suspend` calls in flight at once (each holds a thread: Deno's pool, a Bun Worker). */
 const MAX_CALLS = 4;
-/**
- * Each call returns after this long (ms) at the latest, so that operations that found every
- * call busy are listed soon even if the listed ones never complete (a read on an idle FIFO).
- */
-const CALL_SLICE_MS = 50;
 
 /**
- * Waits in `aio_suspend` off the JavaScript thread over the covered operations. Operations
- * covered while calls are in flight get a call of their own, up to `MAX_CALLS`; past that they
- * are listed when a call returns (a completion, or `CALL_SLICE_MS` at the latest), and that
- * call re-arms with everything not listed. No request of libc's own pool is spent on waking.
+ * Waits in `aio_suspend` off the JavaScript thread over the covered operations; a call returns
+ * as soon as one of its operations is final, and is re-armed with whatever is still covered.
+ * Operations covered while calls are in flight get a call of their own, up to `MAX_CALLS`;
+ * past that, timers check them until a call returns and lists them. A call has no timeout, so
+ * waiting costs nothing; no request of libc's own pool is spent on waking a call.
  */
 export class SuspendWaiter implements Waiter {
   readonly notify = "none";
@@ -218,6 +214,8 @@ export class SuspendWaiter implements Waiter {
   readonly #checker: Checker;
   readonly #covered = new Set<Operation>();
   readonly #listed = new Set<Operation>();
+  /** Checks the operations no call can list yet. */
+  readonly #overflow: TimerWaiter;
   readonly #maxEntries: number;
   #calls = 0;
   #armQueued = false;
@@ -230,6 +228,7 @@ export class SuspendWaiter implements Waiter {
   constructor(native: Loaded, checker: Checker) {
     this.#native = native;
     this.#checker = checker;
+    this.#overflow = new TimerWaiter(checker);
     this.#maxEntries = native.abi.limits.aio_suspend_max_entries ?? 1024;
   }
 
@@ -243,41 +242,38 @@ export class SuspendWaiter implements Waiter {
 
   forget(op: Operation): void {
     this.#covered.delete(op);
+    this.#overflow.forget(op);
   }
 
   #rearm(): void {
     const unlisted: Operation[] = [];
     for (const op of this.#covered) if (!this.#listed.has(op)) unlisted.push(op);
-    for (let i = 0; i < unlisted.length && this.#calls < MAX_CALLS; i += this.#maxEntries) {
-      this.#call(unlisted.slice(i, i + this.#maxEntries));
+    let next = 0;
+    for (; next < unlisted.length && this.#calls < MAX_CALLS; next += this.#maxEntries) {
+      const ops = unlisted.slice(next, next + this.#maxEntries);
+      for (const op of ops) this.#overflow.forget(op);
+      this.#call(ops);
     }
+    for (const op of unlisted.slice(next)) this.#overflow.cover(op);
   }
 
   async #call(ops: Operation[]): Promise<void> {
-    const { backend, c, abi } = this.#native;
+    const { backend, c } = this.#native;
     const list = c.calloc(ops.length, 8);
-    const timeout = c.calloc(1, abi.timespec.size);
-    if (!list || !timeout) throw new RangeError(`Cannot allocate an aio_suspend list of ${ops.length} entries`);
+    if (!list) throw new RangeError(`Cannot allocate an aio_suspend list of ${ops.length} entries`);
     const view = new DataView(backend.view(list, ops.length * 8));
     ops.forEach((op, index) => {
       view.setBigUint64(index * 8, backend.toBigInt(op.block.address), true);
       op.block.list();
       this.#listed.add(op);
     });
-    new DataView(backend.view(timeout, abi.timespec.size)).setBigInt64(
-      abi.timespec.tv_nsec[0],
-      BigInt(CALL_SLICE_MS * 1_000_000),
-      true,
-    );
     this.#calls++;
-    const start = performance.now();
     let result = -1;
     try {
-      ({ result } = await c.aio_suspend(list, ops.length, timeout));
+      ({ result } = await c.aio_suspend(list, ops.length, backend.NULL));
     } finally {
       this.#calls--;
       c.free(list);
-      c.free(timeout);
       for (const op of ops) {
         this.#listed.delete(op);
         op.block.unlist();
@@ -285,11 +281,10 @@ export class SuspendWaiter implements Waiter {
     }
     let progressed = false;
     for (const op of ops) progressed = this.#checker.check(op) || progressed;
-    const timedOut = performance.now() - start >= CALL_SLICE_MS * 0.9;
-    if (result === 0 || progressed || timedOut) {
+    if (result === 0 || progressed) {
       this.#failures = 0;
     } else if (++this.#failures > 3) {
-      // Neither a completion nor the timeout ended these calls (signals, or refused): pause.
+      // Interrupted or refused again and again: pause before trying again.
       setTimeout(() => this.#rearm(), Math.min(2 ** this.#failures, 100));
       return;
     }

@@ -1,0 +1,135 @@
+/**
+ * Finding the C library: the resolver against every platform's naming, the override, the
+ * errors for unsupported platforms and missing permissions, and that importing loads nothing.
+ */
+
+import assert from "node:assert/strict";
+import type { NativeLibrary } from "../ffi/mod.ts";
+import { FfiPermissionError } from "../ffi/mod.ts";
+import { openLibrary, targetCandidates } from "../src/target.ts";
+import { test } from "./harness.ts";
+import { lastJson, root, run, runtime, runtimeCommand } from "./helpers.ts";
+
+/** A fake dlopen: `files` maps each name that opens to the C library behind it. */
+function opener(files: Record<string, "glibc" | "musl" | "darwin">) {
+  const opened: string[] = [];
+  const closed: string[] = [];
+  const open = (path: string, errnoSymbol: string): NativeLibrary => {
+    opened.push(`${path}:${errnoSymbol}`);
+    const libc = files[path];
+    if (libc === undefined) throw new Error(`${path}: cannot open shared object file`);
+    return {
+      path,
+      symbols: undefined as unknown as NativeLibrary["symbols"],
+      has: (name) => name === "gnu_get_libc_version" && libc === "glibc",
+      errno: () => 0,
+      close: () => closed.push(path),
+    };
+  };
+  return { open, opened, closed };
+}
+
+test("glibc 2.34 and later: libc.so.6", () => {
+  const fake = opener({ "libc.so.6": "glibc", "librt.so.1": "glibc" });
+  const { library, target } = openLibrary("linux", "x86_64", undefined, fake.open);
+  assert.equal(library.path, "libc.so.6");
+  assert.equal(target, "linux-x86_64-glibc");
+  assert.deepEqual(fake.opened, ["libc.so.6:__errno_location"]);
+});
+
+test("glibc before 2.34: libc.so.6 lacks the AIO functions, librt.so.1 has them", () => {
+  const fake = opener({ "librt.so.1": "glibc" });
+  const { library, target } = openLibrary("linux", "aarch64", undefined, fake.open);
+  assert.equal(library.path, "librt.so.1");
+  assert.equal(target, "linux-aarch64-glibc");
+});
+
+test("musl answers glibc's names with itself: those are closed, its Alpine name is kept", () => {
+  const musl = { "libc.so.6": "musl", "librt.so.1": "musl", "libc.musl-x86_64.so.1": "musl" } as const;
+  const fake = opener(musl);
+  const { library, target } = openLibrary("linux", "x86_64", undefined, fake.open);
+  assert.equal(library.path, "libc.musl-x86_64.so.1");
+  assert.equal(target, "linux-x86_64-musl");
+  assert.deepEqual(fake.closed, ["libc.so.6", "librt.so.1"]);
+  const arm = opener({ "libc.musl-aarch64.so.1": "musl" });
+  assert.equal(openLibrary("linux", "aarch64", undefined, arm.open).target, "linux-aarch64-musl");
+});
+
+test("macOS: libSystem, with __error for errno", () => {
+  const fake = opener({ "/usr/lib/libSystem.B.dylib": "darwin" });
+  for (const arch of ["x86_64", "aarch64"]) {
+    const { library, target } = openLibrary("darwin", arch, undefined, fake.open);
+    assert.equal(library.path, "/usr/lib/libSystem.B.dylib");
+    assert.equal(target, `darwin-${arch}`);
+  }
+  assert.deepEqual(fake.opened, ["/usr/lib/libSystem.B.dylib:__error", "/usr/lib/libSystem.B.dylib:__error"]);
+});
+
+test("POSIX_AIO_LIBRARY is the only library tried, and its C library is identified", () => {
+  const fake = opener({ "/opt/musl/lib/libc.so": "musl", "libc.so.6": "glibc" });
+  const { library, target } = openLibrary("linux", "x86_64", "/opt/musl/lib/libc.so", fake.open);
+  assert.equal(library.path, "/opt/musl/lib/libc.so");
+  assert.equal(target, "linux-x86_64-musl");
+  assert.deepEqual(fake.opened, ["/opt/musl/lib/libc.so:__errno_location"]);
+  assert.throws(
+    () => openLibrary("linux", "x86_64", "/missing.so", fake.open),
+    /cannot use POSIX_AIO_LIBRARY=\/missing\.so: \/missing\.so: cannot open/,
+  );
+});
+
+test("no usable library: the error lists what was tried and names POSIX_AIO_LIBRARY", () => {
+  const fake = opener({});
+  assert.throws(
+    () => openLibrary("linux", "x86_64", undefined, fake.open),
+    (error: Error) => {
+      for (const name of ["libc.so.6", "librt.so.1", "libc.musl-x86_64.so.1", "libc.so", "POSIX_AIO_LIBRARY"]) {
+        assert.ok(error.message.includes(name), `${name} in: ${error.message}`);
+      }
+      return true;
+    },
+  );
+});
+
+test("a missing FFI permission is not mistaken for a missing library", () => {
+  const open = (): NativeLibrary => {
+    throw new FfiPermissionError("run Deno with --allow-ffi");
+  };
+  assert.throws(() => openLibrary("linux", "x86_64", undefined, open), FfiPermissionError);
+});
+
+test("unsupported platforms fail with an error naming the platform", () => {
+  assert.throws(
+    () => targetCandidates("windows", "x86_64"),
+    /does not support windows \(x86_64\): Windows has no POSIX AIO/,
+  );
+  assert.throws(() => targetCandidates("freebsd", "x86_64"), /does not support freebsd \(x86_64\): FreeBSD/);
+  assert.throws(() => targetCandidates("linux", "x86"), /does not support linux on x86: .*32-bit/);
+  assert.throws(() => targetCandidates("linux", "arm"), /does not support linux on arm: .*32-bit/);
+  assert.throws(() => targetCandidates("linux", "riscv64"), /does not support linux on riscv64/);
+  assert.deepEqual(targetCandidates("linux", "aarch64"), ["linux-aarch64-glibc", "linux-aarch64-musl"]);
+});
+
+test("importing opens nothing; Deno without --allow-ffi fails at first use naming the flag", async () => {
+  const script = `${root}/tests/fixtures/loading.ts`;
+  const result = await run([Deno.execPath(), "run", "--allow-read", "--allow-env", script], { timeout: 30_000 });
+  const report = lastJson<{ imported: boolean; before: unknown; error?: string }>(result);
+  assert.equal(report.imported, true);
+  assert.deepEqual(report.before, { pending: 0, allocated: 0 });
+  assert.match(report.error ?? "", /--allow-ffi/);
+}, { skip: runtime === "deno" ? false : "Deno permissions" });
+
+test("POSIX_AIO_LIBRARY selects the library in a real process; a bad one is named in the error", async () => {
+  const script = `${root}/tests/fixtures/loading.ts`;
+  const good = await run(runtimeCommand(script), { env: { POSIX_AIO_LIBRARY: "librt.so.1" }, timeout: 30_000 });
+  assert.deepEqual(lastJson(good), {
+    imported: true,
+    before: { pending: 0, allocated: 0 },
+    library: "librt.so.1",
+    libc: "glibc",
+  });
+  const bad = await run(runtimeCommand(script), {
+    env: { POSIX_AIO_LIBRARY: "/nonexistent/libc.so" },
+    timeout: 30_000,
+  });
+  assert.match(lastJson<{ error: string }>(bad).error, /POSIX_AIO_LIBRARY=\/nonexistent\/libc\.so/);
+});
