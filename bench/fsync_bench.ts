@@ -16,8 +16,8 @@
  * - `many-files`: 64 files, each write + fdatasync, all 64 at once (20 rounds).
  * - `mid` (needs strace): `seq` on a device made slow with strace, 500 us added to every
  *   fdatasync(2) (1,000 times): latency on a mid-latency device and CPU spent waiting.
- * - `idle` (needs strace): 100 files synced at once, each sync taking 100 ms (5 rounds): the CPU
- *   a process spends while its syncs wait.
+ * - `idle` (needs strace): 32 files synced at once, each sync taking 1 s: the CPU a process
+ *   spends while its syncs wait on a slow device.
  *
  * Every row carries `cpu_percent`: CPU time of the process (user + system) over wall time, in
  * percent of one core, while the case ran.
@@ -90,7 +90,7 @@ const CASES: ReadonlyMap<CaseName, number> = new Map<CaseName, number>([
   ["concurrent-one-fd", 0],
   ["many-files", 0],
   ["mid", 500],
-  ["idle", 100_000],
+  ["idle", 1_000_000],
 ]);
 
 /** Bytes written before each sync. */
@@ -107,8 +107,8 @@ const FILES_ROUNDS = 20;
 /** `mid`: operations at scale 1. */
 const MID_OPS = 1000;
 /** `idle`: files synced at once, and rounds at scale 1. */
-const IDLE_FILES = 100;
-const IDLE_ROUNDS = 5;
+const IDLE_FILES = 32;
+const IDLE_ROUNDS = 1;
 /** A child that takes longer than this is killed (ms). */
 const CHILD_TIMEOUT_MS = 600_000;
 

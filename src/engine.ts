@@ -18,7 +18,7 @@ import {
 } from "./completion.ts";
 import type { ControlBlock } from "./control_block.ts";
 import { AioError } from "./errors.ts";
-import { expectNotification, notificationFunction, withdrawNotification } from "./notify.ts";
+import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native, settings } from "./target.ts";
 
 /** An operation the engine tracks, with what to do once it is final. */
@@ -126,7 +126,7 @@ export class Engine implements Checker {
     this.#pending.delete(tracked);
     this.#poller?.forget(tracked, performance.now() - tracked.submittedAt);
     this.#waiter.forget(tracked);
-    if (tracked.token !== undefined) withdrawNotification(tracked.token);
+    if (tracked.token !== undefined) notificationDue(tracked.token);
     tracked.block.retire();
     tracked.complete();
     return true;

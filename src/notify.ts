@@ -1,8 +1,12 @@
 /**
  * SIGEV_THREAD notifications. One thread-safe callback serves the whole process and is never
  * closed (C may hold its address until the process ends); each request registers a one-shot
- * handler under a token that travels in `sigev_value`. The callback keeps the process alive
- * exactly while some handler is waiting.
+ * handler under a token that travels in `sigev_value`.
+ *
+ * The callback keeps the process alive while some notification is still to come, even for a
+ * request already known to be final: a process that ends while a C thread is calling into the
+ * runtime can crash. If glibc could not start the notification thread it sends none at all, so
+ * a final request's notification is awaited for a grace period only.
  *
  * @module
  */
@@ -10,16 +14,29 @@
 import type { Address, ThreadSafeCallback } from "../ffi/mod.ts";
 import { native } from "./target.ts";
 
-const handlers = new Map<bigint, () => void>();
+interface Expected {
+  readonly handler: () => void;
+  grace?: ReturnType<typeof setTimeout>;
+}
+
+/** How long a notification is still awaited once its request is known to be final (ms). */
+const GRACE_MS = 5000;
+
+const expected = new Map<bigint, Expected>();
 let callback: ThreadSafeCallback | undefined;
 let nextToken = 1n;
 
+function forget(token: bigint): Expected | undefined {
+  const entry = expected.get(token);
+  if (entry === undefined) return undefined;
+  expected.delete(token);
+  clearTimeout(entry.grace);
+  if (expected.size === 0) callback!.unref();
+  return entry;
+}
+
 function dispatch(token: bigint): void {
-  const handler = handlers.get(token);
-  if (handler === undefined) return;
-  handlers.delete(token);
-  if (handlers.size === 0) callback!.unref();
-  handler();
+  forget(token)?.handler();
 }
 
 /** The address of the process-wide notification function. */
@@ -30,22 +47,31 @@ export function notificationFunction(): Address {
 
 /**
  * Registers a handler run once, on the JavaScript thread, when the notification carrying the
- * returned token arrives. The process stays alive until it has run or is withdrawn.
+ * returned token arrives. The process stays alive until it has arrived or is withdrawn.
  */
 export function expectNotification(handler: () => void): bigint {
   notificationFunction();
   const token = nextToken++;
-  if (handlers.size === 0) callback!.ref();
-  handlers.set(token, handler);
+  if (expected.size === 0) callback!.ref();
+  expected.set(token, { handler });
   return token;
 }
 
 /** Withdraws a handler whose notification will never come (the submit was refused). */
 export function withdrawNotification(token: bigint): void {
-  if (handlers.delete(token) && handlers.size === 0) callback!.unref();
+  forget(token);
 }
 
-/** Handlers still waiting for their notification. */
-export function waitingNotifications(): number {
-  return handlers.size;
+/**
+ * The request is final (noticed some other way): its notification should follow at once. It
+ * is still awaited, for `GRACE_MS` at most, without running the handler's work twice.
+ */
+export function notificationDue(token: bigint): void {
+  const entry = expected.get(token);
+  if (entry === undefined || entry.grace !== undefined) return;
+  entry.grace = setTimeout(() => forget(token), GRACE_MS);
+  // The callback's reference keeps the process alive; this timer only ends the wait.
+  const timer = entry.grace as unknown as { unref?: () => void };
+  if (typeof timer.unref === "function") timer.unref();
+  else (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno?.unrefTimer(entry.grace as unknown as number);
 }

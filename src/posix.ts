@@ -37,7 +37,7 @@ import type { Address } from "../ffi/mod.ts";
 import type { Constants } from "./abi.ts";
 import { ControlBlock, writeSigevent } from "./control_block.ts";
 import { getEngine } from "./engine.ts";
-import { expectNotification, notificationFunction, withdrawNotification } from "./notify.ts";
+import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native } from "./target.ts";
 import { describe, toBytes, toInt32, toSafeIndex, toSafeInteger } from "./validate.ts";
 
@@ -131,6 +131,7 @@ const registry = new FinalizationRegistry<ControlBlock>((block) => {
 
 let internals: (cb: Aiocb) => ControlBlock;
 let armNotification: (cb: Aiocb) => bigint | undefined;
+let notificationOf: (cb: Aiocb) => bigint | undefined;
 
 /**
  * `struct aiocb` in native memory: zeroed, with `sigev_notify = SIGEV_NONE`. Free it with
@@ -147,10 +148,13 @@ export class Aiocb {
   readonly #block: ControlBlock;
   #buf: Uint8Array | null = null;
   #sigevent: Sigevent;
+  /** Token of the SIGEV_THREAD notification of the request in flight. */
+  #token: bigint | undefined;
 
   static {
     internals = (cb) => cb.#block;
-    armNotification = (cb) => cb.#armNotification();
+    armNotification = (cb) => cb.#token = cb.#armNotification();
+    notificationOf = (cb) => cb.#token;
   }
 
   /**
@@ -340,6 +344,17 @@ function transfer(cb: Aiocb, block: ControlBlock): [Uint8Array, number] {
   return [buffer, nbytes];
 }
 
+/**
+ * Checks the request once; when it is final, its SIGEV_THREAD notification (if any) is due and
+ * no longer awaited forever.
+ */
+function settled(cb: Aiocb, block: ControlBlock): boolean {
+  if (!block.poll()) return false;
+  const token = notificationOf(cb);
+  if (token !== undefined) notificationDue(token);
+  return true;
+}
+
 function submitted(token: bigint | undefined, errno: number): number {
   if (errno === 0) return 0;
   if (token !== undefined) withdrawNotification(token);
@@ -420,7 +435,7 @@ export function aio_fsync(op: number, aiocbp: Aiocb): number {
 export function aio_error(aiocbp: Aiocb): number {
   const block = toAiocb(aiocbp);
   if (block.state === "idle" || block.state === "collected") return fail(native().abi.constants.EINVAL);
-  if (!block.poll()) return native().abi.constants.EINPROGRESS;
+  if (!settled(aiocbp, block)) return native().abi.constants.EINPROGRESS;
   return block.error;
 }
 
@@ -440,7 +455,7 @@ export function aio_return(aiocbp: Aiocb): number {
   const block = toAiocb(aiocbp);
   const { EINVAL, EINPROGRESS } = native().abi.constants;
   if (block.state === "idle" || block.state === "collected") return fail(EINVAL);
-  if (!block.poll()) return fail(EINPROGRESS);
+  if (!settled(aiocbp, block)) return fail(EINPROGRESS);
   block.collect();
   return block.result;
 }

@@ -326,7 +326,7 @@ test("a script whose last line awaits fdatasync exits 0 as soon as it settles", 
   assert.deepEqual(lastJson(result), { synced: true, pending: 0 });
 });
 
-test("a script with a read pending on an empty FIFO exits cleanly through exit()", async () => {
+test("36. a script with a read pending on an empty FIFO exits cleanly through exit()", async () => {
   const result = await run(runtimeCommand(`${root}/tests/fixtures/exit_pending.ts`), { timeout: 30_000 });
   assert.equal(result.status, 0, result.stderr);
   assert.deepEqual(lastJson(result), { pending: 1 });
