@@ -107,7 +107,6 @@ export interface ConfigureOptions {
  */
 export function configure(options: ConfigureOptions): void {
   const { threads, idleTime, completion } = toOptions<ConfigureOptions>(options);
-  if (isLoaded()) throw new Error("configure() must be called before the first request: the C library is loaded");
   for (const [name, value, max] of [["threads", threads, 4096], ["idleTime", idleTime, 86_400]] as const) {
     if (value === undefined) continue;
     if (typeof value !== "number") {
@@ -122,6 +121,7 @@ export function configure(options: ConfigureOptions): void {
       `Invalid options.completion: expected one of ${COMPLETIONS.join(", ")}, received ${describe(completion)}`,
     );
   }
+  if (isLoaded()) throw new Error("configure() must be called before the first request: the C library is loaded");
   if (threads !== undefined) settings.threads = threads;
   if (idleTime !== undefined) settings.idleTime = idleTime;
   if (completion !== undefined) settings.completion = completion;

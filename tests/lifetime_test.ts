@@ -1,0 +1,135 @@
+/**
+ * Lifetime under load: requests nobody keeps a reference to while collections run the whole
+ * time, 10,000 requests in flight across 100 files, the soak program, and exit.
+ */
+
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { AioRequest, fdatasync, read, stats, write } from "../mod.ts";
+import { aio_write, Aiocb } from "../src/posix.ts";
+import { test } from "./harness.ts";
+import { canGc, gc, lastJson, root, run, runtimeCommand, sleep, tempDir, tempFile } from "./helpers.ts";
+
+async function quiescent(): Promise<void> {
+  for (let i = 0; i < 400 && stats().allocated > 0; i++) await sleep(5);
+  assert.deepEqual(stats(), { pending: 0, allocated: 0 }, "nothing left in flight or allocated");
+}
+
+test("20,000 requests nobody keeps, collected all the time: every one settles, everything is freed", async () => {
+  const { dir, remove } = tempDir();
+  try {
+    const files = Array.from({ length: 8 }, (_, i) => tempFile(dir, `f${i}`));
+    const data = new TextEncoder().encode("x".repeat(64));
+    let settled = 0;
+    const count = (): void => void settled++;
+    const total = 20_000;
+    for (let i = 0; i < total; i++) {
+      const { fd } = files[i % files.length];
+      switch (i % 5) {
+        case 0:
+          fdatasync(fd).then(count, count);
+          break;
+        case 1:
+          AioRequest.write(fd, data, (i % 100) * 64).done.then(count, count);
+          break;
+        case 2:
+          AioRequest.read(fd, new Uint8Array(64), 0).done.then(count, count);
+          break;
+        case 3:
+          write(fd, data, 0).then(count, count);
+          break;
+        default: {
+          // A C-layer control block dropped in flight: the engine adopts and frees it.
+          const cb = new Aiocb({ aio_fildes: fd, aio_buf: data });
+          aio_write(cb);
+          settled++;
+        }
+      }
+      if (i % 500 === 0) {
+        gc();
+        await sleep(0);
+      }
+    }
+    for (let i = 0; i < 2000 && settled < total; i++) {
+      gc();
+      await sleep(5);
+    }
+    assert.equal(settled, total, "every promise settled");
+    for (let i = 0; i < 200 && stats().allocated > 0; i++) {
+      gc();
+      await sleep(10);
+    }
+    for (const { fd } of files) fs.closeSync(fd);
+    await quiescent();
+  } finally {
+    remove();
+  }
+}, { skip: canGc ? false : "needs a forced garbage collection (--v8-flags=--expose-gc)" });
+
+test("10,000 requests in flight across 100 files all settle with the right results", async () => {
+  const { dir, remove } = tempDir();
+  try {
+    const files = Array.from({ length: 100 }, (_, i) => tempFile(dir, `f${i}`));
+    const chunk = (file: number, slot: number): Uint8Array =>
+      new TextEncoder().encode(`${String(file).padStart(3, "0")}:${String(slot).padStart(3, "0")};`);
+    const writes: Promise<number>[] = [];
+    for (let slot = 0; slot < 100; slot++) {
+      for (const [index, { fd }] of files.entries()) writes.push(write(fd, chunk(index, slot), slot * 8));
+    }
+    assert.ok(stats().pending > 1000, `many in flight at once (${stats().pending})`);
+    const written = await Promise.all(writes);
+    assert.ok(written.every((bytes) => bytes === 8));
+    await Promise.all(files.map(({ fd }) => fdatasync(fd)));
+    const reads: Promise<void>[] = [];
+    for (let slot = 0; slot < 100; slot++) {
+      for (const [index, { fd }] of files.entries()) {
+        const buffer = new Uint8Array(8);
+        reads.push(
+          read(fd, buffer, slot * 8).then((bytes) => {
+            assert.equal(bytes, 8);
+            assert.deepEqual(buffer, chunk(index, slot));
+          }),
+        );
+      }
+    }
+    await Promise.all(reads);
+    for (const [index, { fd, file }] of files.entries()) {
+      fs.closeSync(fd);
+      const expected = Array.from({ length: 100 }, (_, slot) => new TextDecoder().decode(chunk(index, slot))).join("");
+      assert.equal(fs.readFileSync(file, "utf8"), expected);
+    }
+    await quiescent();
+  } finally {
+    remove();
+  }
+});
+
+test("soak (50,000 fdatasync, 256 in flight): RSS growth after 20,000 within 16 MiB, nothing left", async () => {
+  const script = path.join(root, "bench", "soak.ts");
+  const result = await run(runtimeCommand(script, []).concat(["--ops=50000", "--every=10000", "--warmup=20000"]), {
+    timeout: 600_000,
+  });
+  const summary = lastJson<{ ok: boolean; ops: number; failed: number; allocated: number; pending: number }>(result);
+  assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
+  assert.deepEqual(
+    {
+      ok: summary.ok,
+      ops: summary.ops,
+      failed: summary.failed,
+      pending: summary.pending,
+      allocated: summary.allocated,
+    },
+    { ok: true, ops: 50_000, failed: 0, pending: 0, allocated: 0 },
+  );
+});
+
+test("a script that never submits anything exits at once, even after importing and reading target", async () => {
+  const result = await run(runtimeCommand(path.join(root, "tests", "fixtures", "no_requests.ts")), {
+    timeout: 30_000,
+  });
+  assert.equal(result.status, 0, result.stderr);
+  const report = lastJson<{ completion: string; pending: number }>(result);
+  assert.equal(report.pending, 0);
+  assert.ok(report.completion.length > 0, "the engine was created");
+});
