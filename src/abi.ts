@@ -154,6 +154,12 @@ export interface Limits {
 export interface Features {
   /** `SIGEV_THREAD` notification is supported. */
   readonly sigev_thread: boolean;
+  /**
+   * A submit refused with EAGAIN may succeed later (the kernel's per-process limit): the engine
+   * queues the request and retries instead of failing it. macOS also reports invalid requests
+   * as EAGAIN, so retries are bounded.
+   */
+  readonly requeue_on_eagain: boolean;
 }
 
 /** Everything known about one target. */
@@ -335,7 +341,7 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
   aioinit: { size: 32, aio_threads: [0, 4], aio_num: [4, 4], aio_idle_time: [24, 4] },
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 20 },
-  features: { sigev_thread: true },
+  features: { sigev_thread: true, requeue_on_eagain: false },
 };
 
 const LINUX_X86_64_MUSL: TargetAbi = {
@@ -349,7 +355,7 @@ const LINUX_X86_64_MUSL: TargetAbi = {
   aioinit: null,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 0 },
-  features: { sigev_thread: true },
+  features: { sigev_thread: true, requeue_on_eagain: false },
 };
 
 // xnu: int aio_fildes; off_t aio_offset; volatile void *aio_buf; size_t aio_nbytes;
@@ -401,7 +407,7 @@ const DARWIN: TargetAbi = {
   },
   // kern.aioprocmax and the aio_suspend entry limit default to 16.
   limits: { AIO_LISTIO_MAX: 16, per_process_in_flight: 16, aio_suspend_max_entries: 16 },
-  features: { sigev_thread: false },
+  features: { sigev_thread: false, requeue_on_eagain: true },
 };
 
 /** The ABI of every supported target, by target name. */

@@ -85,6 +85,7 @@ export class ControlBlock {
   #data: Address;
   #readInto: Uint8Array | null = null;
   #truncated = false;
+  #refused = false;
   #waiters = 0;
   #retired = false;
   readonly #counted: boolean;
@@ -136,6 +137,11 @@ export class ControlBlock {
     return this.#truncated;
   }
 
+  /** The request never reached libc: `error` says why (refused, or canceled while queued). */
+  get refused(): boolean {
+    return this.#refused;
+  }
+
   /** Whether an `aio_suspend` call in flight lists this block. */
   get listed(): boolean {
     return this.#waiters > 0;
@@ -160,49 +166,69 @@ export class ControlBlock {
   }
 
   /**
-   * Submits a read of `length` bytes into a native buffer, copied into `target` when the read is
-   * final. Returns 0, or the errno of the refusal (the block stays idle).
+   * Attaches the data of a read or write: a native buffer of `length` bytes that lives until the
+   * request is final, holding a copy of `buffer` now for a write; for a read, `buffer` receives
+   * the bytes when the read is final.
    */
-  read(target: Uint8Array, length: number): number {
+  prepare(operation: "read" | "write", buffer: Uint8Array | null, length: number): void {
     this.#attach(length);
-    this.#readInto = target;
-    return this.#submit("read", this.#native.c.aio_read(this.address));
+    if (operation === "read") this.#readInto = buffer;
+    else if (length > 0) this.#native.c.copy_in(this.#data, buffer!, length);
   }
 
-  /** Submits a write of the first `length` bytes of `source`, copied now. Returns 0 or errno. */
+  /**
+   * Submits the request (`aio_read`, `aio_write` or `aio_fsync(op)`, whose data `prepare()`
+   * attached). Returns 0, or the errno of the refusal; a refused block stays idle and keeps its
+   * data, for a retry or `abandon()`.
+   */
+  start(operation: BlockOperation, op = 0): number {
+    this.#assertIdle();
+    const { c, library } = this.#native;
+    const returned = operation === "read"
+      ? c.aio_read(this.address)
+      : operation === "write"
+      ? c.aio_write(this.address)
+      : c.aio_fsync(op, this.address);
+    if (returned !== 0) return library.errno();
+    this.#entered(operation);
+    return 0;
+  }
+
+  /** Prepares and submits a read; a refusal releases the data. Returns 0 or errno. */
+  read(target: Uint8Array, length: number): number {
+    this.prepare("read", target, length);
+    return this.#releaseIfRefused(this.start("read"));
+  }
+
+  /** Prepares (copies) and submits a write; a refusal releases the data. Returns 0 or errno. */
   write(source: Uint8Array, length: number): number {
-    this.#attach(length);
-    if (length > 0) this.#native.c.copy_in(this.#data, source, length);
-    return this.#submit("write", this.#native.c.aio_write(this.address));
+    this.prepare("write", source, length);
+    return this.#releaseIfRefused(this.start("write"));
   }
 
   /** Submits `aio_fsync(op)`. Returns 0 or errno. */
   fsync(op: number): number {
-    this.#assertIdle();
-    const { O_SYNC } = this.#native.abi.constants;
-    return this.#submit(op === O_SYNC ? "fsync" : "fdatasync", this.#native.c.aio_fsync(op, this.address));
+    return this.start(op === this.#native.abi.constants.O_SYNC ? "fsync" : "fdatasync", op);
   }
 
   /**
    * Prepares the data buffer of an `lio_listio` entry: `opcode` is `LIO_READ` or `LIO_WRITE`
-   * (anything else needs none). `entered()` or `refused()` must follow the call.
+   * (anything else needs none). `entered()` or `notEntered()` must follow the call.
    */
   prepareListEntry(opcode: number, buffer: Uint8Array | null, length: number): void {
     this.#assertIdle();
     const { LIO_READ, LIO_WRITE } = this.#native.abi.constants;
-    if (opcode !== LIO_READ && opcode !== LIO_WRITE) return;
-    this.#attach(length);
-    if (opcode === LIO_READ) this.#readInto = buffer;
-    else if (length > 0) this.#native.c.copy_in(this.#data, buffer!, length);
+    if (opcode === LIO_READ) this.prepare("read", buffer, length);
+    else if (opcode === LIO_WRITE) this.prepare("write", buffer, length);
   }
 
   /** Records that `lio_listio` queued this entry. */
   entered(operation: BlockOperation): void {
-    this.#submit(operation, 0);
+    this.#entered(operation);
   }
 
   /** Records that `lio_listio` did not queue this entry. */
-  refused(): void {
+  notEntered(): void {
     this.#detach();
   }
 
@@ -222,6 +248,20 @@ export class ControlBlock {
       this.#finish(status, c.aio_return(this.address));
     }
     return true;
+  }
+
+  /**
+   * Ends a request that never reached libc (kept waiting by the engine, then refused or
+   * canceled): final with `error`, result -1, nothing to collect.
+   */
+  abandon(error: number): void {
+    this.#assertIdle();
+    this.#detach();
+    this.#state = "complete";
+    this.#error = error;
+    this.#result = -1;
+    this.#refused = true;
+    if (this.#retired) this.#release();
   }
 
   /** Marks the result taken by the caller (posix `aio_return`). */
@@ -291,17 +331,17 @@ export class ControlBlock {
     this.#slot.view.setBigUint64(this.#slot.base + this.#layout.aio_buf[0], 0n, true);
   }
 
-  #submit(operation: BlockOperation, returned: number): number {
-    if (returned !== 0) {
-      const errno = this.#native.library.errno();
-      this.#detach();
-      return errno;
-    }
+  #releaseIfRefused(errno: number): number {
+    if (errno !== 0) this.#detach();
+    return errno;
+  }
+
+  #entered(operation: BlockOperation): void {
     this.#state = "pending";
     this.#operation = operation;
     this.#truncated = false;
+    this.#refused = false;
     if (this.#counted) inFlight++;
-    return 0;
   }
 
   #finish(error: number, result: number): void {

@@ -55,6 +55,25 @@ export function selectCompletion(loaded: Loaded): CompletionName {
 }
 
 /** Submits requests and settles them once, whatever notices their completion. */
+/** A request the engine holds back: the per-process limit is reached, or libc said EAGAIN. */
+interface Waiting {
+  readonly op: EngineOperation;
+  readonly start: () => number;
+  /** Submits tried so far. */
+  attempts: number;
+}
+
+/** Submits a request refused with EAGAIN may take before it fails (where EAGAIN is retried). */
+const MAX_ATTEMPTS = 10;
+/** Longest pause between two retries of a refused submit (ms). */
+const MAX_RETRY_MS = 128;
+
+/**
+ * Submits requests and settles them once, whatever notices their completion. Where the
+ * platform limits the requests a process may have in libc (`limits.per_process_in_flight`),
+ * the others wait in order and are submitted as earlier ones finish; where EAGAIN is transient
+ * (`features.requeue_on_eagain`), a refused request waits too, retried a bounded number of times.
+ */
 export class Engine implements Checker {
   /** The strategy's name. */
   readonly completion: CompletionName;
@@ -64,10 +83,20 @@ export class Engine implements Checker {
   readonly #byFd = new Map<number, Set<EngineOperation>>();
   readonly #poller: Poller | null;
   readonly #waiter: Waiter;
+  readonly #limit: number | null;
+  readonly #requeue: boolean;
+  /** Held back, in submission order; also in `#pending`. */
+  readonly #waiting: Waiting[] = [];
+  readonly #held = new Set<EngineOperation>();
+  /** Requests of this engine in libc (submitted, not yet final). */
+  #inLibc = 0;
+  #retry: ReturnType<typeof setTimeout> | undefined;
 
   constructor(loaded: Loaded, completion: CompletionName) {
     this.#native = loaded;
     this.completion = completion;
+    this.#limit = loaded.abi.limits.per_process_in_flight;
+    this.#requeue = loaded.abi.features.requeue_on_eagain;
     const [front, back] = completion.includes("+") ? completion.split("+") : [undefined, completion];
     this.#waiter = back === "thread"
       ? new ThreadWaiter(this)
@@ -77,30 +106,30 @@ export class Engine implements Checker {
     this.#poller = front === "poll" || back === "poll" ? new Poller(this, this.#waiter) : null;
   }
 
-  /** Requests this engine has in flight. */
+  /** Requests this engine has in flight, held back ones included. */
   get pending(): number {
     return this.#pending.size;
   }
 
+  /** Requests of this engine in libc. */
+  get inLibc(): number {
+    return this.#inLibc;
+  }
+
   /**
    * Submits `op` by calling `start` (which returns 0 or the errno of the refusal), after giving
-   * its control block the notification the strategy needs. Returns 0 or that errno.
+   * its control block the notification the strategy needs, or holds it back (see the class).
+   * Returns 0 (submitted or held back) or the errno of the refusal.
    */
   submit(op: EngineOperation, start: () => number): number {
-    if (this.#waiter.notify === "thread") {
-      op.token = expectNotification(() => this.check(op));
-      const { SIGEV_THREAD } = this.#native.abi.constants;
-      op.block.setSigevent(SIGEV_THREAD, 0, op.token, notificationFunction());
+    if (this.#waiting.length > 0 || (this.#limit !== null && this.#inLibc >= this.#limit)) {
+      this.#holdBack({ op, start, attempts: 0 });
+      return 0;
     }
-    const errno = start();
-    if (errno !== 0) {
-      if (op.token !== undefined) withdrawNotification(op.token);
-      return errno;
-    }
-    op.submittedAt = performance.now();
-    this.#track(op);
-    if (this.#poller !== null) this.#poller.watch(op);
-    else this.#waiter.cover(op);
+    const errno = this.#start(op, start);
+    if (errno !== this.#native.abi.constants.EAGAIN || !this.#requeue) return errno;
+    this.#holdBack({ op, start, attempts: 1 });
+    this.#scheduleRetry();
     return 0;
   }
 
@@ -112,37 +141,40 @@ export class Engine implements Checker {
   check(op: Operation): boolean {
     const tracked = op as EngineOperation;
     if (!this.#pending.has(tracked)) return true;
-    if (!tracked.block.poll()) return false;
+    if (this.#held.has(tracked) || !tracked.block.poll()) return false;
     const operation = tracked.block.operation;
-    const queue = this.#byFd.get(tracked.fd)!;
     if (operation === "fsync" || operation === "fdatasync") {
-      for (const earlier of queue) {
+      for (const earlier of this.#byFd.get(tracked.fd)!) {
         if (earlier === tracked) break;
         this.check(earlier);
       }
     }
-    queue.delete(tracked);
-    if (queue.size === 0) this.#byFd.delete(tracked.fd);
-    this.#pending.delete(tracked);
+    this.#inLibc--;
     this.#poller?.forget(tracked, performance.now() - tracked.submittedAt);
     this.#waiter.forget(tracked);
     if (tracked.token !== undefined) notificationDue(tracked.token);
-    tracked.block.retire();
-    tracked.complete();
+    this.#settle(tracked);
+    this.#drain();
     return true;
   }
 
   /**
-   * Asks libc to cancel `op` (`aio_cancel`). A canceled request is settled at once with
-   * ECANCELED. Throws AioError if libc refuses the call.
+   * Cancels `op`: a request held back is dropped at once; one in libc goes to `aio_cancel`. A
+   * canceled request is settled at once with ECANCELED. Throws AioError if libc refuses the call.
    */
   cancel(op: EngineOperation): CancelResult {
     if (!this.#pending.has(op)) return "alldone";
     const { c, abi, library } = this.#native;
+    const { AIO_CANCELED, AIO_NOTCANCELED, ECANCELED } = abi.constants;
+    if (this.#held.delete(op)) {
+      this.#waiting.splice(this.#waiting.findIndex((item) => item.op === op), 1);
+      op.block.abandon(ECANCELED);
+      this.#settle(op);
+      return "canceled";
+    }
     const answer = c.aio_cancel(op.fd, op.block.address);
     if (answer === -1) throw new AioError(library.errno(), "aio_cancel", { fd: op.fd });
     this.check(op);
-    const { AIO_CANCELED, AIO_NOTCANCELED } = abi.constants;
     return answer === AIO_CANCELED ? "canceled" : answer === AIO_NOTCANCELED ? "notcanceled" : "alldone";
   }
 
@@ -153,7 +185,67 @@ export class Engine implements Checker {
   adopt(block: ControlBlock, fd: number): void {
     const op: EngineOperation = { block, fd, submittedAt: performance.now(), token: undefined, complete() {} };
     this.#track(op);
+    this.#inLibc++;
     this.#waiter.cover(op);
+  }
+
+  /** Calls `start`; on success the request is in libc and watched. Returns 0 or errno. */
+  #start(op: EngineOperation, start: () => number): number {
+    if (this.#waiter.notify === "thread") {
+      op.token = expectNotification(() => this.check(op));
+      const { SIGEV_THREAD } = this.#native.abi.constants;
+      op.block.setSigevent(SIGEV_THREAD, 0, op.token, notificationFunction());
+    }
+    const errno = start();
+    if (errno !== 0) {
+      if (op.token !== undefined) withdrawNotification(op.token);
+      op.token = undefined;
+      return errno;
+    }
+    op.submittedAt = performance.now();
+    this.#inLibc++;
+    if (!this.#held.delete(op)) this.#track(op);
+    if (this.#poller !== null) this.#poller.watch(op);
+    else this.#waiter.cover(op);
+    return 0;
+  }
+
+  #holdBack(item: Waiting): void {
+    this.#track(item.op);
+    this.#held.add(item.op);
+    this.#waiting.push(item);
+  }
+
+  /** Submits held-back requests while there is room, in order. */
+  #drain(): void {
+    const { EAGAIN } = this.#native.abi.constants;
+    while (this.#waiting.length > 0 && (this.#limit === null || this.#inLibc < this.#limit)) {
+      const item = this.#waiting[0];
+      const errno = this.#start(item.op, item.start);
+      if (errno === 0) {
+        this.#waiting.shift();
+        continue;
+      }
+      if (errno === EAGAIN && this.#requeue && ++item.attempts < MAX_ATTEMPTS) {
+        this.#scheduleRetry();
+        return;
+      }
+      // Refused for good: the request fails with the errno of its submit.
+      this.#waiting.shift();
+      this.#held.delete(item.op);
+      item.op.block.abandon(errno);
+      this.#settle(item.op);
+    }
+  }
+
+  /** Retries the first held-back request later, in case nothing finishing triggers it sooner. */
+  #scheduleRetry(): void {
+    if (this.#retry !== undefined) return;
+    const delay = Math.min(2 ** (this.#waiting[0]?.attempts ?? 1), MAX_RETRY_MS);
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#drain();
+    }, delay);
   }
 
   #track(op: EngineOperation): void {
@@ -161,6 +253,16 @@ export class Engine implements Checker {
     let queue = this.#byFd.get(op.fd);
     if (queue === undefined) this.#byFd.set(op.fd, queue = new Set());
     queue.add(op);
+  }
+
+  /** Forgets a final request, frees its control block and hands the outcome over. */
+  #settle(op: EngineOperation): void {
+    const queue = this.#byFd.get(op.fd)!;
+    queue.delete(op);
+    if (queue.size === 0) this.#byFd.delete(op.fd);
+    this.#pending.delete(op);
+    op.block.retire();
+    op.complete();
   }
 }
 

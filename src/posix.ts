@@ -40,6 +40,7 @@ import { getEngine } from "./engine.ts";
 import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native } from "./target.ts";
 import { describe, toBytes, toInt32, toSafeIndex, toSafeInteger } from "./validate.ts";
+import { waitAny } from "./wait.ts";
 
 export type { Constants, ErrnoName, ErrnoTable } from "./abi.ts";
 
@@ -507,51 +508,6 @@ function toList(value: unknown, name: string): (Aiocb | null)[] {
 }
 
 /**
- * Waits off the JavaScript thread in `aio_suspend` until one of `blocks` is final or
- * `milliseconds` pass (forever when undefined). Resolves 0 or the errno (`EAGAIN` on timeout).
- * Interrupted calls are retried with the time left.
- */
-async function waitAny(loaded: Loaded, blocks: ControlBlock[], milliseconds: number | undefined): Promise<number> {
-  const { backend, c, abi } = loaded;
-  const deadline = milliseconds === undefined ? Infinity : performance.now() + milliseconds;
-  while (true) {
-    if (blocks.some((block) => block.poll())) return 0;
-    const left = deadline - performance.now();
-    if (left <= 0) return abi.constants.EAGAIN;
-    const list = c.calloc(blocks.length, 8);
-    const timespec = left === Infinity ? backend.NULL : c.calloc(1, abi.timespec.size);
-    if (!list || (left !== Infinity && !timespec)) {
-      if (list) c.free(list);
-      return abi.constants.EAGAIN;
-    }
-    const view = new DataView(backend.view(list, blocks.length * 8));
-    blocks.forEach((block, index) => view.setBigUint64(index * 8, backend.toBigInt(block.address), true));
-    if (timespec) {
-      const time = new DataView(backend.view(timespec, abi.timespec.size));
-      const whole = Math.floor(left / 1000);
-      time.setBigInt64(abi.timespec.tv_sec[0], BigInt(whole), true);
-      time.setBigInt64(abi.timespec.tv_nsec[0], BigInt(Math.ceil((left - whole * 1000) * 1e6)), true);
-    }
-    for (const block of blocks) block.list();
-    let outcome: { result: number; errno: number | undefined };
-    try {
-      outcome = await c.aio_suspend(list, blocks.length, timespec);
-    } finally {
-      for (const block of blocks) block.unlist();
-      c.free(list);
-      if (timespec) c.free(timespec);
-    }
-    if (outcome.result === 0) {
-      for (const block of blocks) block.poll();
-      return 0;
-    }
-    const { EINTR, EAGAIN } = abi.constants;
-    // Deno cannot read the errno of a nonblocking call: a timeout shows as the deadline passed.
-    if (outcome.errno !== undefined && outcome.errno !== EINTR && outcome.errno !== EAGAIN) return outcome.errno;
-  }
-}
-
-/**
  * `int aio_suspend(const struct aiocb *const list[], int nent, const struct timespec *timeout)`,
  * waiting off the JavaScript thread: resolves 0 once at least one listed request is final (at
  * once if one already is, or if an entry has no request in flight), or -1 with `errno()`
@@ -658,8 +614,8 @@ export async function lio_listio(
     members.forEach((_, index) => {
       const block = blocks[index];
       const opcode = block.get("aio_lio_opcode");
-      if (opcode !== LIO_READ && opcode !== LIO_WRITE) return block.refused();
-      if (!queuedSome) return block.refused();
+      if (opcode !== LIO_READ && opcode !== LIO_WRITE) return block.notEntered();
+      if (!queuedSome) return block.notEntered();
       block.entered(opcode === LIO_READ ? "read" : "write");
     });
     if (!queuedSome) {

@@ -100,7 +100,8 @@ export class AioRequest {
     }
     const { O_SYNC, O_DSYNC } = native().abi.constants;
     const op = mode === "sync" ? O_SYNC : O_DSYNC;
-    return AioRequest.#submit(descriptor, mode === "sync" ? "fsync" : "fdatasync", 0, (block) => block.fsync(op));
+    const kind = mode === "sync" ? "fsync" : "fdatasync";
+    return AioRequest.#submit(descriptor, kind, 0, null, 0, (block) => block.start(kind, op));
   }
 
   /**
@@ -121,7 +122,7 @@ export class AioRequest {
     const descriptor = toFd(fd);
     const target = toBytes(buffer, "buffer");
     const offset = toSafeIndex(position, "position");
-    return AioRequest.#submit(descriptor, "read", offset, (block) => block.read(target, target.length));
+    return AioRequest.#submit(descriptor, "read", offset, target, target.length, (block) => block.start("read"));
   }
 
   /**
@@ -141,23 +142,37 @@ export class AioRequest {
     const descriptor = toFd(fd);
     const source = toBytes(data, "data");
     const offset = toSafeIndex(position, "position");
-    return AioRequest.#submit(descriptor, "write", offset, (block) => block.write(source, source.length));
+    return AioRequest.#submit(descriptor, "write", offset, source, source.length, (block) => block.start("write"));
   }
 
-  static #submit(fd: number, op: AioOperation, position: number, start: (block: ControlBlock) => number): AioRequest {
+  /**
+   * Creates the request: its control block, with the data of a read or write attached (a write's
+   * data copied now, even if the engine holds the request back), then submits it.
+   */
+  static #submit(
+    fd: number,
+    op: AioOperation,
+    position: number,
+    data: Uint8Array | null,
+    length: number,
+    start: (block: ControlBlock) => number,
+  ): AioRequest {
     const engine = getEngine();
     const block = new ControlBlock();
     const request = new AioRequest(fd, op, block);
-    block.set("aio_fildes", fd);
-    block.set("aio_offset", position);
     let errno: number;
     try {
+      block.set("aio_fildes", fd);
+      block.set("aio_offset", position);
+      if (op === "read" || op === "write") block.prepare(op, data, length);
       errno = engine.submit(request.#operation, () => start(block));
     } catch (error) {
+      block.abandon(0);
       block.free();
       throw error;
     }
     if (errno !== 0) {
+      block.abandon(errno);
       block.free();
       throw new AioError(errno, SUBMITTED_BY[op], { fd });
     }
@@ -219,7 +234,9 @@ export class AioRequest {
         this.#settle(undefined, block.result);
       }
     } else {
-      this.#settle(new AioError(block.error, this.op, { fd: this.fd }), 0);
+      // A request held back by the engine and then refused failed at its submit, not in libc.
+      const refusedAtSubmit = block.refused && block.error !== native().abi.constants.ECANCELED;
+      this.#settle(new AioError(block.error, refusedAtSubmit ? SUBMITTED_BY[this.op] : this.op, { fd: this.fd }), 0);
     }
   }
 }
