@@ -116,6 +116,11 @@ export class Engine implements Checker {
     return this.#inLibc;
   }
 
+  /** Requests held back, not yet in libc. */
+  get held(): number {
+    return this.#held.size;
+  }
+
   /**
    * Submits `op` by calling `start` (which returns 0 or the errno of the refusal), after giving
    * its control block the notification the strategy needs, or holds it back (see the class).
@@ -276,7 +281,7 @@ export function getEngine(): Engine {
   return engine;
 }
 
-/** Whether the engine exists (it is created on the first request). */
-export function hasEngine(): boolean {
-  return engine !== undefined;
+/** Requests the engine holds back (0 before it exists). */
+export function heldRequests(): number {
+  return engine?.held ?? 0;
 }

@@ -7,7 +7,7 @@
 
 import { type CompletionName, COMPLETIONS } from "./completion.ts";
 import { blockStats } from "./control_block.ts";
-import { getEngine } from "./engine.ts";
+import { getEngine, heldRequests } from "./engine.ts";
 import { isLoaded, native, runtimeBackend, settings } from "./target.ts";
 import { describe, toOptions } from "./validate.ts";
 
@@ -62,7 +62,7 @@ export const target: Target = Object.freeze({
 
 /** Counts of what is in flight and allocated. */
 export interface Stats {
-  /** Requests in flight, in both layers. */
+  /** Requests in flight, in both layers (including requests held back before libc). */
   readonly pending: number;
   /** Native control blocks not yet freed (requests in flight and live `Aiocb`s). */
   readonly allocated: number;
@@ -80,7 +80,8 @@ export interface Stats {
  * ```
  */
 export function stats(): Stats {
-  return blockStats();
+  const { pending, allocated } = blockStats();
+  return { pending: pending + heldRequests(), allocated };
 }
 
 /** Choices that take effect only before the C library is loaded. */
