@@ -1,16 +1,20 @@
 /**
  * The ABI tables of src/abi.ts against the reference data (every target) and against the C
- * compiler of this machine (item 34 of the conformance checklist).
+ * compilers of this machine (item 34 of the conformance checklist): gcc for the host, musl-gcc
+ * for x86_64 musl, aarch64-linux-gnu-gcc for aarch64 glibc (its probe run by qemu-aarch64). A
+ * compiler that is missing shows as a skipped test that says which package gives it.
+ *
+ * @module
  */
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { target } from "../mod.ts";
 import { ABI, type TargetName } from "../src/abi.ts";
 import { differences, runProbe } from "./abi_probe.ts";
 import { test } from "./harness.ts";
-import { root, tempDir } from "./helpers.ts";
+import { hasProgram, root, tempDir } from "./helpers.ts";
 
 const referencePath = path.join(root, "..", "shared", "reference", "abi.json");
 const reference = fs.existsSync(referencePath)
@@ -48,15 +52,62 @@ test("every table defines the same constants", () => {
   for (const [name, abi] of Object.entries(ABI)) assert.deepEqual(Object.keys(abi.constants).sort(), keys, name);
 });
 
-const host = `${target.os}-${target.arch}-glibc`;
+/** A C compiler of the layout probe, the table its output must match, and how its binary runs. */
+interface Compiler {
+  /** The compiler's command. */
+  readonly command: string;
+  /** The table the probe is compared with. */
+  readonly table: TargetName;
+  /** The command that runs the probe (an emulator), empty to run it directly. */
+  readonly runner: readonly string[];
+  /** Why the probe cannot run here, or `false`. */
+  readonly skip: string | false;
+}
 
-test("34. gcc (glibc x86_64): every offset, size, alignment and constant matches the table", () => {
-  const { dir, remove } = tempDir();
-  try {
-    const probe = runProbe(ABI["linux-x86_64-glibc"], "gcc", dir);
-    assert.ok(probe, "gcc is installed");
-    assert.deepEqual(differences(ABI["linux-x86_64-glibc"], probe), []);
-  } finally {
-    remove();
+/**
+ * The machine this process really runs on. Under qemu-user the runtime sees the emulated CPU,
+ * but a program it starts from the host runs natively, so `uname -m` names the real machine.
+ */
+function machine(): string {
+  return execFileSync("uname", ["-m"], { encoding: "utf8" }).trim();
+}
+
+/**
+ * How to run `command` for the target its `-dumpmachine` names (`libc` overrides the C library,
+ * for musl-gcc, which wraps the host's gcc). `install` names the Debian packages that give it.
+ */
+function compiler(command: string, install: string, libc?: "musl"): Compiler {
+  const skipped = (skip: string): Compiler => ({ command, table: "linux-x86_64-glibc", runner: [], skip });
+  if (!hasProgram(command)) return skipped(`${command} is not installed (Debian: ${install})`);
+  const triple = execFileSync(command, ["-dumpmachine"], { encoding: "utf8" }).trim();
+  const arch = triple.split("-")[0];
+  const table = `linux-${arch}-${libc ?? (triple.endsWith("musl") ? "musl" : "glibc")}`;
+  if (!(table in ABI)) return skipped(`${command} compiles for ${triple}, which no table describes`);
+  if (arch === machine()) return { command, table: table as TargetName, runner: [], skip: false };
+  const emulator = `qemu-${arch}`;
+  if (!hasProgram(emulator)) {
+    return skipped(`${emulator} is not installed (Debian: qemu-user): the ${arch} probe cannot run here`);
   }
-}, { skip: host !== "linux-x86_64-glibc" ? `this machine is ${host}` : false });
+  // The foreign C library and its dynamic loader live under /usr/<triple> (Debian's *-cross packages).
+  return { command, table: table as TargetName, runner: [emulator, "-L", `/usr/${triple}`], skip: false };
+}
+
+const compilers: Compiler[] = [
+  compiler("gcc", "gcc"),
+  compiler("musl-gcc", "musl, musl-tools", "musl"),
+  compiler("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu, libc6-arm64-cross"),
+];
+
+for (const { command, table, runner, skip } of compilers) {
+  const name = skip === false ? ` (${table}${runner.length > 0 ? `, run by ${runner[0]}` : ""})` : "";
+  test(`34. ${command}${name}: every offset, size, alignment and constant matches the table`, () => {
+    const { dir, remove } = tempDir();
+    try {
+      const probe = runProbe(ABI[table], command, dir, [...runner]);
+      assert.ok(probe, `${command} is installed`);
+      assert.deepEqual(differences(ABI[table], probe), []);
+    } finally {
+      remove();
+    }
+  }, { skip });
+}

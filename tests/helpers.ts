@@ -16,6 +16,58 @@ export const runtime: "deno" | "bun" = (globalThis as { Bun?: unknown }).Bun !==
 /** The project's root folder. */
 export const root: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
+/**
+ * The target tests/matrix.ts runs this process as (`POSIX_AIO_TEST_TARGET`, e.g.
+ * `"linux-aarch64-glibc"`), or `undefined` when the suite runs on the host as itself.
+ */
+export const testTarget: string | undefined = process.env.POSIX_AIO_TEST_TARGET || undefined;
+
+/**
+ * The command that starts this runtime again. A runtime that tests/matrix.ts starts under an
+ * emulator (`qemu-aarch64 -L ...`) or under a foreign dynamic loader cannot start a child from
+ * its executable alone: the matrix passes the whole command in `POSIX_AIO_TEST_RUNTIME` (a JSON
+ * array of strings). Otherwise the runtime's own executable.
+ */
+export const runtimeLauncher: readonly string[] = launcher();
+
+function launcher(): string[] {
+  const given = process.env.POSIX_AIO_TEST_RUNTIME;
+  if (given) {
+    const command: unknown = JSON.parse(given);
+    if (!Array.isArray(command) || command.length === 0 || !command.every((part) => typeof part === "string")) {
+      throw new Error(`POSIX_AIO_TEST_RUNTIME must be a JSON array of strings, not ${given}`);
+    }
+    return command;
+  }
+  return [runtime === "deno" ? Deno.execPath() : process.execPath];
+}
+
+/**
+ * The emulator this process runs under (`"qemu-aarch64"`), seen in the command that starts the
+ * runtime, or `undefined` when it runs natively.
+ */
+export const emulator: string | undefined = runtimeLauncher
+  .map((part) => path.basename(part))
+  .find((name) => name.startsWith("qemu-"));
+
+/**
+ * The C library this process runs on, as /proc/self/maps shows it (Linux only; `undefined`
+ * elsewhere): `"glibc"` when a `libc.so.6` is mapped, `"musl"` when a musl file is. It does not
+ * ask the module, so tests can hold the module's own detection against it.
+ */
+export function processLibc(): "glibc" | "musl" | undefined {
+  let maps: string;
+  try {
+    maps = fs.readFileSync("/proc/self/maps", "utf8");
+  } catch {
+    return undefined;
+  }
+  const files = maps.split("\n").map((line) => line.split(/\s+/)[5] ?? "").filter((file) => file.startsWith("/"));
+  if (files.some((file) => path.basename(file) === "libc.so.6")) return "glibc";
+  if (files.some((file) => /(^|[/.-])musl([/.-]|$)/.test(file))) return "musl";
+  return undefined;
+}
+
 /** A fresh temporary folder, removed by the returned function. */
 export function tempDir(): { dir: string; remove: () => void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "posix-aio-test-"));
@@ -65,9 +117,9 @@ export function hasProgram(name: string): boolean {
 /** The command line that runs a script with this runtime and every permission it needs. */
 export function runtimeCommand(script: string, extra: string[] = []): string[] {
   if (runtime === "deno") {
-    return [Deno.execPath(), "run", "--allow-all", "--v8-flags=--expose-gc", ...extra, script];
+    return [...runtimeLauncher, "run", "--allow-all", "--v8-flags=--expose-gc", ...extra, script];
   }
-  return [process.execPath, ...extra, script];
+  return [...runtimeLauncher, ...extra, script];
 }
 
 /** What a finished child process printed. */

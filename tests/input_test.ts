@@ -95,8 +95,9 @@ test("a closed fd: AioError EBADF, from aio_fsync at submit or from the read/wri
     const buffer = new Uint8Array(4);
     await fails(() => fsync(fd), AioError, /^EBADF: .*aio_fsync \(fd \d+\)$/, "fsync");
     await fails(() => fdatasync(fd), AioError, /^EBADF: .*aio_fsync/, "fdatasync");
-    await fails(() => read(fd, buffer, 0), AioError, /^EBADF: .*, read \(fd \d+\)$/, "read");
-    await fails(() => write(fd, buffer, 0), AioError, /^EBADF: .*, write \(fd \d+\)$/, "write");
+    // glibc accepts the request and the read fails as it runs; musl refuses it at submit.
+    await fails(() => read(fd, buffer, 0), AioError, /^EBADF: .*, (aio_)?read \(fd \d+\)$/, "read");
+    await fails(() => write(fd, buffer, 0), AioError, /^EBADF: .*, (aio_)?write \(fd \d+\)$/, "write");
     await fails(() => AioRequest.fsync(fd, "dsync"), AioError, /^EBADF: .*aio_fsync/, "AioRequest.fsync");
     remove();
     await quiescent();

@@ -6,9 +6,11 @@
 import assert from "node:assert/strict";
 import type { NativeLibrary } from "../ffi/mod.ts";
 import { FfiPermissionError } from "../ffi/mod.ts";
+import { target } from "../mod.ts";
+import { ABI, type TargetName } from "../src/abi.ts";
 import { openLibrary, targetCandidates } from "../src/target.ts";
 import { test } from "./harness.ts";
-import { lastJson, root, run, runtime, runtimeCommand } from "./helpers.ts";
+import { lastJson, processLibc, root, run, runtime, runtimeCommand, runtimeLauncher, testTarget } from "./helpers.ts";
 
 /** A fake dlopen: `files` maps each name that opens to the C library behind it. */
 function opener(files: Record<string, "glibc" | "musl" | "darwin">) {
@@ -111,7 +113,7 @@ test("unsupported platforms fail with an error naming the platform", () => {
 
 test("importing opens nothing; Deno without --allow-ffi fails at first use naming the flag", async () => {
   const script = `${root}/tests/fixtures/loading.ts`;
-  const result = await run([Deno.execPath(), "run", "--allow-read", "--allow-env", script], { timeout: 30_000 });
+  const result = await run([...runtimeLauncher, "run", "--allow-read", "--allow-env", script], { timeout: 30_000 });
   const report = lastJson<{ imported: boolean; before: unknown; error?: string }>(result);
   assert.equal(report.imported, true);
   assert.deepEqual(report.before, { pending: 0, allocated: 0 });
@@ -121,11 +123,12 @@ test("importing opens nothing; Deno without --allow-ffi fails at first use namin
 test("POSIX_AIO_LIBRARY selects the library in a real process; a bad one is named in the error", async () => {
   const script = `${root}/tests/fixtures/loading.ts`;
   const good = await run(runtimeCommand(script), { env: { POSIX_AIO_LIBRARY: "librt.so.1" }, timeout: 30_000 });
+  // musl answers librt.so.1 with itself, and the module must then say musl.
   assert.deepEqual(lastJson(good), {
     imported: true,
     before: { pending: 0, allocated: 0 },
     library: "librt.so.1",
-    libc: "glibc",
+    libc: processLibc(),
   });
   const bad = await run(runtimeCommand(script), {
     env: { POSIX_AIO_LIBRARY: "/nonexistent/libc.so" },
@@ -133,3 +136,12 @@ test("POSIX_AIO_LIBRARY selects the library in a real process; a bad one is name
   });
   assert.match(lastJson<{ error: string }>(bad).error, /POSIX_AIO_LIBRARY=\/nonexistent\/libc\.so/);
 });
+
+test("target names the C library this process runs on: libc.so.6 for glibc, the Alpine name for musl", () => {
+  const libc = processLibc()!;
+  const expected = `${target.os}-${target.arch}-${libc}` as TargetName;
+  if (testTarget !== undefined) assert.equal(expected, testTarget, "tests/matrix.ts runs this process as that target");
+  assert.equal(target.libc, libc, "the C library /proc/self/maps shows");
+  // libc.so.6 on glibc, libc.musl-<arch>.so.1 on musl: the first name of the table, not a fallback.
+  assert.equal(target.library, ABI[expected].library[0]);
+}, { skip: processLibc() === undefined ? "needs Linux's /proc/self/maps" : false });
