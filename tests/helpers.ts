@@ -4,11 +4,13 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { stats } from "../mod.ts";
 
 /** The runtime running the tests. */
 export const runtime: "deno" | "bun" = (globalThis as { Bun?: unknown }).Bun !== undefined ? "bun" : "deno";
@@ -72,6 +74,25 @@ export function processLibc(): "glibc" | "musl" | undefined {
 export function tempDir(): { dir: string; remove: () => void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "posix-aio-test-"));
   return { dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Runs `fn` with a fresh temporary folder, removed afterwards. */
+export async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const { dir, remove } = tempDir();
+  try {
+    await fn(dir);
+  } finally {
+    remove();
+  }
+}
+
+/**
+ * Asserts that nothing is in flight or allocated, waiting up to `ms` first: a block that an
+ * `aio_suspend` call off the JavaScript thread still lists is freed when that call returns.
+ */
+export async function quiescent(ms = 2000): Promise<void> {
+  for (const start = performance.now(); stats().allocated > 0 && performance.now() - start < ms;) await sleep(5);
+  assert.deepEqual(stats(), { pending: 0, allocated: 0 }, "nothing left in flight or allocated");
 }
 
 /** Opens a new file for reading and writing; returns its fd and path. */

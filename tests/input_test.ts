@@ -20,7 +20,7 @@ import {
   lio_listio,
 } from "../src/posix.ts";
 import { test } from "./harness.ts";
-import { closedFd, sleep, tempDir, tempFile } from "./helpers.ts";
+import { closedFd, quiescent, tempDir, tempFile } from "./helpers.ts";
 
 type ErrorType = typeof TypeError | typeof RangeError | typeof AioError;
 
@@ -46,11 +46,6 @@ function rejectsOnly(call: () => unknown, what: string): void {
   assert.doesNotThrow(() => result = call(), `${what} threw synchronously`);
   assert.ok(result instanceof Promise, `${what} returned a Promise`);
   (result as Promise<unknown>).catch(() => {});
-}
-
-async function quiescent(): Promise<void> {
-  for (let i = 0; i < 200 && stats().allocated > 0; i++) await sleep(5);
-  assert.deepEqual(stats(), { pending: 0, allocated: 0 }, "nothing left in flight or allocated");
 }
 
 const BAD_FDS: [unknown, ErrorType, string][] = [

@@ -10,30 +10,30 @@ import { open } from "node:fs/promises";
 import { AioError, AioRequest, fdatasync, fsync, read, stats, suspend, target, write } from "../mod.ts";
 import { constants } from "../src/posix.ts";
 import { test } from "./harness.ts";
-import { closedFd, fifo, lastJson, root, run, runtime, runtimeCommand, sleep, tempDir, tempFile } from "./helpers.ts";
+import {
+  closedFd,
+  fifo,
+  lastJson,
+  quiescent,
+  root,
+  run,
+  runtime,
+  runtimeCommand,
+  sleep,
+  tempFile,
+  withDir,
+} from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
-  const { dir, remove } = tempDir();
-  try {
-    await fn(dir);
-  } finally {
-    remove();
-  }
-  await quiescent();
-}
-
-/** Everything is final and freed, at most a moment after the last promise settled. */
-async function quiescent(): Promise<void> {
-  // A block that an aio_suspend call off the JavaScript thread still lists is freed when it returns.
-  for (let i = 0; i < 200 && stats().allocated > 0; i++) await sleep(5);
-  assert.deepEqual(stats(), { pending: 0, allocated: 0 }, "nothing left in flight or allocated");
+/** A test in a fresh folder, after which nothing may be left in flight or allocated. */
+function inDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  return withDir(fn).then(() => quiescent());
 }
 
 test("fsync and fdatasync resolve once the data is durable, and free everything", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const { fd } = tempFile(dir);
     fs.writeSync(fd, "durable");
     assert.equal(await fsync(fd), undefined);
@@ -42,7 +42,7 @@ test("fsync and fdatasync resolve once the data is durable, and free everything"
   }));
 
 test("fsync accepts a node:fs/promises FileHandle (any object with a numeric fd)", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const handle = await open(`${dir}/handle.txt`, "w");
     await handle.write("via FileHandle");
     await fdatasync(handle);
@@ -51,7 +51,7 @@ test("fsync accepts a node:fs/promises FileHandle (any object with a numeric fd)
   }));
 
 test("a refused sync rejects with AioError EBADF from aio_fsync, naming the fd", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const fd = closedFd(dir);
     const error = await fdatasync(fd).then(() => undefined, (e: unknown) => e);
     assert.ok(error instanceof AioError);
@@ -63,7 +63,7 @@ test("a refused sync rejects with AioError EBADF from aio_fsync, naming the fd",
   }));
 
 test("a sync that fails after submission rejects with the operation's name (fsync on a FIFO: EINVAL)", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const pipe = fifo(dir);
     await assert.rejects(fsync(pipe.fd), (error: unknown) => {
       assert.ok(error instanceof AioError);
@@ -106,7 +106,7 @@ test("bad arguments reject (never throw) with TypeError or RangeError naming the
 });
 
 test("write then read round-trips, at positions, with short reads at the end of the file", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const { fd } = tempFile(dir);
     assert.equal(await write(fd, encoder.encode("hello "), 0), 6);
     assert.equal(await write(fd, encoder.encode("world"), 6), 5);
@@ -120,7 +120,7 @@ test("write then read round-trips, at positions, with short reads at the end of 
   }));
 
 test("a large write and read (4 MiB) round-trip through the native copies", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const { fd } = tempFile(dir);
     const data = new Uint8Array(4 << 20);
     for (let i = 0; i < data.length; i += 4096) crypto.getRandomValues(data.subarray(i, i + 4096));
@@ -133,7 +133,7 @@ test("a large write and read (4 MiB) round-trip through the native copies", () =
   }));
 
 test("35. data changed right after write() is written as it was at the call", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const { fd, file } = tempFile(dir);
     const data = encoder.encode("snapshot");
     const pending = write(fd, data, 0);
@@ -144,7 +144,7 @@ test("35. data changed right after write() is written as it was at the call", ()
   }));
 
 test("AioRequest: submit at once, error() and result() follow aio_error and aio_return", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const { fd } = tempFile(dir);
     const request = AioRequest.write(fd, encoder.encode("abc"), 0);
     assert.equal(request.fd, fd);
@@ -165,12 +165,12 @@ test("AioRequest: submit at once, error() and result() follow aio_error and aio_
   }));
 
 test("AioRequest refused by libc throws AioError synchronously", () =>
-  withDir((dir) => {
+  inDir((dir) => {
     assert.throws(() => AioRequest.fsync(closedFd(dir)), { name: "AioError", code: "EBADF", syscall: "aio_fsync" });
   }));
 
 test("AioRequest on a FIFO: pending until data arrives; result() throws EINPROGRESS meanwhile", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const pipe = fifo(dir);
     const buffer = new Uint8Array(5);
     const request = AioRequest.read(pipe.fd, buffer, 0);
@@ -187,7 +187,7 @@ test("AioRequest on a FIFO: pending until data arrives; result() throws EINPROGR
 test(
   "AioRequest.cancel(): notcanceled while running, canceled (ECANCELED) while queued, alldone after",
   () =>
-    withDir(async (dir) => {
+    inDir(async (dir) => {
       const pipe = fifo(dir);
       const running = AioRequest.read(pipe.fd, new Uint8Array(1), 0);
       await sleep(20);
@@ -205,7 +205,7 @@ test(
 );
 
 test("aborting a queued sync cancels it and rejects with the signal's reason", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const pipe = fifo(dir);
     const blocker = read(pipe.fd, new Uint8Array(1), 0);
     await sleep(20);
@@ -220,7 +220,7 @@ test("aborting a queued sync cancels it and rejects with the signal's reason", (
   }), { skip: target.libc === "glibc" ? false : "needs glibc's per-fd queue" });
 
 test("aborting a running read does not cancel it: it settles as libc finishes it", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const pipe = fifo(dir);
     const controller = new AbortController();
     const buffer = new Uint8Array(2);
@@ -244,7 +244,7 @@ test("an already aborted signal rejects with its reason and submits nothing", as
 });
 
 test("1,000 concurrent fdatasync on one fd all resolve (merged into a few syncs)", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const { fd } = tempFile(dir);
     fs.writeSync(fd, "x".repeat(4096));
     const results = await Promise.all(Array.from({ length: 1000 }, () => fdatasync(fd)));
@@ -253,7 +253,7 @@ test("1,000 concurrent fdatasync on one fd all resolve (merged into a few syncs)
   }));
 
 test("a sync queued behind writes on one fd completes after them and the data reads back", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const { fd, file } = tempFile(dir);
     const writes = Array.from({ length: 64 }, (_, i) => write(fd, encoder.encode(`${i % 10}`.repeat(64)), i * 64));
     const sync = fdatasync(fd);
@@ -270,7 +270,7 @@ test("a sync queued behind writes on one fd completes after them and the data re
   }));
 
 test("many files at once: write + fdatasync on 64 fds", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     const files = Array.from({ length: 64 }, (_, i) => tempFile(dir, `f${i}`));
     await Promise.all(files.map(async ({ fd }, i) => {
       assert.equal(await write(fd, encoder.encode(`file ${i}`), 0), `file ${i}`.length);
@@ -283,7 +283,7 @@ test("many files at once: write + fdatasync on 64 fds", () =>
   }));
 
 test("suspend(): TypeError for [] or foreign entries, at once for settled ones, EAGAIN on timeout", () =>
-  withDir(async (dir) => {
+  inDir(async (dir) => {
     await assert.rejects(suspend([]), TypeError);
     await assert.rejects(suspend([{}] as AioRequest[]), /Invalid requests\[0\]/);
     await assert.rejects(suspend("x" as unknown as AioRequest[]), TypeError);

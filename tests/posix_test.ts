@@ -23,23 +23,13 @@ import {
   type Sigevent,
 } from "../src/posix.ts";
 import { test } from "./harness.ts";
-import { canGc, closedFd, fifo, gc, sleep, tempDir, tempFile, within } from "./helpers.ts";
+import { canGc, closedFd, fifo, gc, sleep, tempFile, withDir, within } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 
 /** Waits until the request of `cb` is final, the C way. */
 async function settle(cb: Aiocb): Promise<void> {
   while (aio_error(cb) === constants.EINPROGRESS) await aio_suspend([cb]);
-}
-
-/** Runs `fn` with a temporary folder. */
-async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
-  const { dir, remove } = tempDir();
-  try {
-    await fn(dir);
-  } finally {
-    remove();
-  }
 }
 
 test("1. aio_fsync with an op other than O_SYNC/O_DSYNC: -1, EINVAL, nothing queued", () =>
