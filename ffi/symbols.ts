@@ -54,6 +54,10 @@ export const SYMBOLS = {
   aio_suspend: { params: ["pointer", "i32", "pointer"], result: "i32", offThread: true },
   // int lio_listio(int mode, struct aiocb *const list[], int nent, struct sigevent *sevp);
   lio_listio: { params: ["i32", "pointer", "i32", "pointer"], result: "i32" },
+  // pid_t getpid(void);
+  getpid: { params: [], result: "i32" },
+  // int sigqueue(pid_t pid, int sig, const union sigval value);  (the union passed as one word)
+  sigqueue: { params: ["i32", "i32", "usize"], result: "i32", optional: true },
   // void aio_init(const struct aioinit *init);  (GNU extension)
   aio_init: { params: ["pointer"], result: "void", optional: true },
   // const char *gnu_get_libc_version(void);  (present in glibc only: tells glibc from musl)

@@ -150,6 +150,33 @@ export interface Limits {
   readonly aio_suspend_max_entries?: number;
 }
 
+/**
+ * How `lio_listio` treats its list, from the C library's source (glibc `rt/lio_listio-common.c`
+ * and `sysdeps/pthread/aio_misc.c`, musl `src/aio/lio_listio.c` and `src/aio/aio.c`, xnu
+ * `bsd/kern/kern_aio.c`).
+ */
+export interface ListFeatures {
+  /**
+   * Which non-null entries libc takes: `"not-nop"` (glibc: every opcode but `LIO_NOP`; an
+   * unknown one is queued and finishes with status `EINVAL`), `"read-write"` (musl: `LIO_READ`
+   * and `LIO_WRITE` only; any other opcode is skipped like `LIO_NOP`), `"all"` (xnu: `LIO_NOP`
+   * too, which finishes with `EINVAL`; an unknown opcode refuses the whole list).
+   */
+  readonly queues: "not-nop" | "read-write" | "all";
+  /**
+   * After an entry it cannot queue: `"continue"` with the others (glibc, xnu) or `"stop"`
+   * (musl: nothing after it is tried, and the refused entry's status reads `EINPROGRESS`
+   * forever).
+   */
+  readonly on_refusal: "continue" | "stop";
+  /**
+   * The list's own `sigevent`: `"copied"` during the call (glibc, xnu), or `"kept"` (musl: for
+   * anything but `SIGEV_NONE` a thread waits for the list, reading every non-null entry until
+   * it is final, then reads the `sigevent` to notify).
+   */
+  readonly sigevent: "copied" | "kept";
+}
+
 /** Behaviours that differ between C libraries and that the engine must know. */
 export interface Features {
   /** `SIGEV_THREAD` notification is supported. */
@@ -160,6 +187,8 @@ export interface Features {
    * as EAGAIN, so retries are bounded.
    */
   readonly requeue_on_eagain: boolean;
+  /** How `lio_listio` treats its entries and its `sigevent`. */
+  readonly lio_listio: ListFeatures;
 }
 
 /** Everything known about one target. */
@@ -175,6 +204,17 @@ export interface TargetAbi {
   readonly timespec: TimespecLayout;
   /** `struct aioinit`, or `null` where there is no `aio_init()`. */
   readonly aioinit: AioinitLayout | null;
+  /**
+   * Where libc keeps a request's error status inside `struct aiocb` (glibc `__error_code`,
+   * musl `__err`): written when libc takes a request, so the layer can tell which entries of
+   * a refused `lio_listio` libc took. `null` where the kernel keeps it (xnu: `aio_error` says
+   * -1 for a control block it does not know).
+   */
+  readonly aiocb_status: Field | null;
+  /** Bytes in a pointer (`void *`, `size_t`): the stride of the lists `aio_suspend` and `lio_listio` take. */
+  readonly pointer_size: number;
+  /** The highest valid signal number: `SIGRTMAX` on Linux (64), `NSIG - 1` on macOS (31). */
+  readonly max_signal: number;
   readonly constants: Constants;
   readonly limits: Limits;
   readonly features: Features;
@@ -339,9 +379,17 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
   timespec: TIMESPEC_64,
   // struct aioinit: eight ints; aio_threads first, aio_num second, aio_idle_time seventh.
   aioinit: { size: 32, aio_threads: [0, 4], aio_num: [4, 4], aio_idle_time: [24, 4] },
+  // int __error_code, after struct aiocb *__next_prio and int __abs_prio, __policy.
+  aiocb_status: [112, 4],
+  pointer_size: 8,
+  max_signal: 64,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 20 },
-  features: { sigev_thread: true, requeue_on_eagain: false },
+  features: {
+    sigev_thread: true,
+    requeue_on_eagain: false,
+    lio_listio: { queues: "not-nop", on_refusal: "continue", sigevent: "copied" },
+  },
 };
 
 const LINUX_X86_64_MUSL: TargetAbi = {
@@ -353,9 +401,17 @@ const LINUX_X86_64_MUSL: TargetAbi = {
   sigevent: LINUX_SIGEVENT,
   timespec: TIMESPEC_64,
   aioinit: null,
+  // volatile int __err, after void *__td and int __lock[2].
+  aiocb_status: [112, 4],
+  pointer_size: 8,
+  max_signal: 64,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 0 },
-  features: { sigev_thread: true, requeue_on_eagain: false },
+  features: {
+    sigev_thread: true,
+    requeue_on_eagain: false,
+    lio_listio: { queues: "read-write", on_refusal: "stop", sigevent: "kept" },
+  },
 };
 
 // xnu: int aio_fildes; off_t aio_offset; volatile void *aio_buf; size_t aio_nbytes;
@@ -386,6 +442,10 @@ const DARWIN: TargetAbi = {
   },
   timespec: TIMESPEC_64,
   aioinit: null,
+  aiocb_status: null,
+  pointer_size: 8,
+  // NSIG is 32: signals 1 to 31 (the kernel refuses signo >= NSIG).
+  max_signal: 31,
   constants: {
     ...DARWIN_ERRNO,
     O_RDONLY: 0,
@@ -407,7 +467,13 @@ const DARWIN: TargetAbi = {
   },
   // kern.aioprocmax and the aio_suspend entry limit default to 16.
   limits: { AIO_LISTIO_MAX: 16, per_process_in_flight: 16, aio_suspend_max_entries: 16 },
-  features: { sigev_thread: false, requeue_on_eagain: true },
+  features: {
+    sigev_thread: false,
+    requeue_on_eagain: true,
+    // The kernel validates every entry before queuing any (an invalid one fails the whole call),
+    // queues LIO_NOP entries too, goes on past the per-process limit, and copies the sigevent.
+    lio_listio: { queues: "all", on_refusal: "continue", sigevent: "copied" },
+  },
 };
 
 /** The ABI of every supported target, by target name. */

@@ -13,7 +13,7 @@
 import type { Address } from "../ffi/mod.ts";
 import type { AiocbLayout } from "./abi.ts";
 import { type Slot, SlotPool } from "./memory.ts";
-import { type Loaded, native } from "./target.ts";
+import type { Loaded } from "./target.ts";
 
 /**
  * Where a control block is in its life: `idle` (nothing submitted, or a refused submit),
@@ -25,10 +25,16 @@ export type BlockState = "idle" | "pending" | "complete" | "collected" | "freed"
 /** The scalar `struct aiocb` members. */
 export type AiocbField = Exclude<keyof AiocbLayout, "size" | "align" | "aio_sigevent" | "aio_buf">;
 
-/** What a submission does. */
-export type BlockOperation = "read" | "write" | "fsync" | "fdatasync";
+/**
+ * What a submission does; `"other"` is an `lio_listio` entry whose opcode is neither
+ * `LIO_READ` nor `LIO_WRITE` but that libc queued anyway (see `features.lio_listio.queues`).
+ */
+export type BlockOperation = "read" | "write" | "fsync" | "fdatasync" | "other";
 
 const TWO_32 = 2 ** 32;
+
+/** What `markUntaken()` writes into libc's status field: no errno, not `EINPROGRESS`. */
+const UNTAKEN = -0x2a2a2a2a;
 
 function writeInteger(view: DataView, at: number, size: number, value: number): void {
   if (size === 4) {
@@ -42,6 +48,12 @@ function writeInteger(view: DataView, at: number, size: number, value: number): 
 function readInteger(view: DataView, at: number, size: number): number {
   if (size === 4) return view.getInt32(at, true);
   return view.getInt32(at + 4, true) * TWO_32 + view.getUint32(at, true);
+}
+
+/** Writes a pointer-sized unsigned integer (an address, `union sigval`) of `size` bytes. */
+export function writePointer(view: DataView, at: number, size: number, value: bigint): void {
+  if (size === 8) view.setBigUint64(at, BigInt.asUintN(64, value), true);
+  else view.setUint32(at, Number(BigInt.asUintN(32, value)), true);
 }
 
 /**
@@ -60,11 +72,13 @@ export function writeSigevent(
   const layout = loaded.abi.sigevent;
   writeInteger(view, at + layout.sigev_notify[0], layout.sigev_notify[1], notify);
   writeInteger(view, at + layout.sigev_signo[0], layout.sigev_signo[1], signo);
-  view.setBigUint64(at + layout.sigev_value[0], BigInt.asUintN(64, value), true);
-  view.setBigUint64(at + layout.sigev_notify_function[0], loaded.backend.toBigInt(fn), true);
+  writePointer(view, at + layout.sigev_value[0], layout.sigev_value[1], value);
+  const [fnAt, fnSize] = layout.sigev_notify_function;
+  writePointer(view, at + fnAt, fnSize, loaded.backend.toBigInt(fn));
 }
 
-let pool: SlotPool | undefined;
+/** One pool per slot size: a harness may drive blocks with another table's layout. */
+const pools = new Map<number, SlotPool>();
 let inFlight = 0;
 let allocated = 0;
 
@@ -88,21 +102,19 @@ export class ControlBlock {
   #refused = false;
   #waiters = 0;
   #retired = false;
-  readonly #counted: boolean;
 
   /**
-   * A zeroed control block with `sigev_notify = SIGEV_NONE`. Loads the C library if needed.
+   * A zeroed control block with `sigev_notify = SIGEV_NONE`.
    *
-   * @param counted Whether `blockStats()` counts it: false only for the engine's own block.
+   * @param loaded The loaded C library and the table that describes it.
    */
-  constructor(counted = true) {
-    const loaded = native();
-    this.#counted = counted;
+  constructor(loaded: Loaded) {
     this.#native = loaded;
     this.#layout = loaded.abi.aiocb;
-    pool ??= new SlotPool(loaded, loaded.abi.aiocb.size);
+    let pool = pools.get(this.#layout.size);
+    if (pool === undefined) pools.set(this.#layout.size, pool = new SlotPool(loaded, this.#layout.size));
     this.#slot = pool.acquire();
-    if (counted) allocated++;
+    allocated++;
     this.#data = loaded.backend.NULL;
     this.setSigevent(loaded.abi.constants.SIGEV_NONE, 0, 0n, loaded.backend.NULL);
   }
@@ -147,20 +159,23 @@ export class ControlBlock {
     return this.#waiters > 0;
   }
 
-  /** Reads a scalar member. */
+  /** Reads a scalar member. Throws once the block is freed: its memory may hold another block. */
   get(field: AiocbField): number {
+    if (this.#state === "freed") throw new Error(`Cannot read ${field}: the control block was freed`);
     const [offset, size] = this.#layout[field];
     return readInteger(this.#slot.view, this.#slot.base + offset, size);
   }
 
   /** Writes a scalar member; the caller has checked the range and that nothing is in flight. */
   set(field: AiocbField, value: number): void {
+    if (this.#state === "freed") throw new Error(`Cannot write ${field}: the control block was freed`);
     const [offset, size] = this.#layout[field];
     writeInteger(this.#slot.view, this.#slot.base + offset, size, value);
   }
 
   /** Writes `aio_sigevent`: notification kind, signal, value and the SIGEV_THREAD function. */
   setSigevent(notify: number, signo: number, value: bigint, fn: Address): void {
+    if (this.#state === "freed") throw new Error("Cannot write aio_sigevent: the control block was freed");
     const at = this.#slot.base + this.#layout.aio_sigevent[0];
     writeSigevent(this.#native, this.#slot.view, at, notify, signo, value, fn);
   }
@@ -177,18 +192,20 @@ export class ControlBlock {
   }
 
   /**
-   * Submits the request (`aio_read`, `aio_write` or `aio_fsync(op)`, whose data `prepare()`
-   * attached). Returns 0, or the errno of the refusal; a refused block stays idle and keeps its
-   * data, for a retry or `abandon()`.
+   * Submits the request (`aio_read`, `aio_write`, or `aio_fsync(op)` for a sync, whose data
+   * `prepare()` attached). Returns 0, or the errno of the refusal; a refused block stays idle
+   * and keeps its data, for a retry or `abandon()`.
    */
-  start(operation: BlockOperation, op = 0): number {
+  start(operation: "read" | "write"): number;
+  start(operation: "fsync" | "fdatasync", op: number): number;
+  start(operation: Exclude<BlockOperation, "other">, op?: number): number {
     this.#assertIdle();
     const { c, library } = this.#native;
     const returned = operation === "read"
       ? c.aio_read(this.address)
       : operation === "write"
       ? c.aio_write(this.address)
-      : c.aio_fsync(op, this.address);
+      : c.aio_fsync(op!, this.address);
     if (returned !== 0) return library.errno();
     this.#entered(operation);
     return 0;
@@ -212,14 +229,34 @@ export class ControlBlock {
   }
 
   /**
-   * Prepares the data buffer of an `lio_listio` entry: `opcode` is `LIO_READ` or `LIO_WRITE`
-   * (anything else needs none). `entered()` or `notEntered()` must follow the call.
+   * Prepares an `lio_listio` entry that libc may take: the data buffer of a read or write, and
+   * the sentinel in libc's own status field (`aiocb_status`) that tells afterwards whether libc
+   * took it. `entered()` or `notEntered()` must follow the call.
    */
-  prepareListEntry(opcode: number, buffer: Uint8Array | null, length: number): void {
+  prepareListEntry(operation: BlockOperation, buffer: Uint8Array | null, length: number): void {
     this.#assertIdle();
-    const { LIO_READ, LIO_WRITE } = this.#native.abi.constants;
-    if (opcode === LIO_READ) this.prepare("read", buffer, length);
-    else if (opcode === LIO_WRITE) this.prepare("write", buffer, length);
+    if (operation === "read" || operation === "write") this.prepare(operation, buffer, length);
+    this.markUntaken();
+  }
+
+  /**
+   * Writes the sentinel (a value no libc writes) into libc's status field, where the table
+   * has one. A block libc reads in a list (musl's list waiter) then reads as final, not
+   * `EINPROGRESS`.
+   */
+  markUntaken(): void {
+    const status = this.#native.abi.aiocb_status;
+    if (status !== null) writeInteger(this.#slot.view, this.#slot.base + status[0], status[1], UNTAKEN);
+  }
+
+  /**
+   * Whether libc took the request of this `lio_listio` entry: its status field no longer holds
+   * the sentinel, or (without one, xnu) `aio_error` knows the block.
+   */
+  taken(): boolean {
+    const status = this.#native.abi.aiocb_status;
+    if (status === null) return this.#native.c.aio_error(this.address) !== -1;
+    return readInteger(this.#slot.view, this.#slot.base + status[0], status[1]) !== UNTAKEN;
   }
 
   /** Records that `lio_listio` queued this entry. */
@@ -227,7 +264,7 @@ export class ControlBlock {
     this.#entered(operation);
   }
 
-  /** Records that `lio_listio` did not queue this entry. */
+  /** Records that `lio_listio` did not queue this entry: it stays idle, as if never submitted. */
   notEntered(): void {
     this.#detach();
   }
@@ -281,8 +318,8 @@ export class ControlBlock {
   }
 
   /**
-   * Frees the block now. Throws while a request is in flight or an `aio_suspend` call lists it:
-   * libc would write into freed memory.
+   * Frees the block now. Throws while a request is in flight or a call in flight lists it
+   * (`aio_suspend`, musl's `lio_listio` waiter): libc would use freed memory.
    */
   free(): void {
     if (this.#state === "freed") return;
@@ -290,7 +327,7 @@ export class ControlBlock {
       throw new Error("Cannot free a control block while its request is in flight: wait until aio_error() is final");
     }
     if (this.#waiters > 0) {
-      throw new Error("Cannot free a control block that a pending aio_suspend() lists");
+      throw new Error("Cannot free a control block that a pending aio_suspend() or lio_listio() lists");
     }
     this.#retired = true;
     this.#release();
@@ -309,7 +346,7 @@ export class ControlBlock {
     }
     if (this.#state === "freed") throw new Error("The control block was freed");
     if (this.#waiters > 0) {
-      throw new Error("Cannot reuse a control block that a pending aio_suspend() lists");
+      throw new Error("Cannot reuse a control block that a pending aio_suspend() or lio_listio() lists");
     }
   }
 
@@ -319,7 +356,8 @@ export class ControlBlock {
     const data = c.malloc(Math.max(length, 1));
     if (!data) throw new RangeError(`Cannot allocate ${length} bytes of native memory for the data buffer`);
     this.#data = data;
-    this.#slot.view.setBigUint64(this.#slot.base + abi.aiocb.aio_buf[0], this.#native.backend.toBigInt(data), true);
+    const [at, size] = abi.aiocb.aio_buf;
+    writePointer(this.#slot.view, this.#slot.base + at, size, this.#native.backend.toBigInt(data));
     this.set("aio_nbytes", length);
   }
 
@@ -328,7 +366,8 @@ export class ControlBlock {
     this.#native.c.free(this.#data);
     this.#data = this.#native.backend.NULL;
     this.#readInto = null;
-    this.#slot.view.setBigUint64(this.#slot.base + this.#layout.aio_buf[0], 0n, true);
+    const [at, size] = this.#layout.aio_buf;
+    writePointer(this.#slot.view, this.#slot.base + at, size, 0n);
   }
 
   #releaseIfRefused(errno: number): number {
@@ -341,14 +380,14 @@ export class ControlBlock {
     this.#operation = operation;
     this.#truncated = false;
     this.#refused = false;
-    if (this.#counted) inFlight++;
+    inFlight++;
   }
 
   #finish(error: number, result: number): void {
     this.#state = "complete";
     this.#error = error;
     this.#result = result;
-    if (this.#counted) inFlight--;
+    inFlight--;
     const target = this.#readInto;
     if (target !== null && result > 0) {
       // A destination detached meanwhile has no memory left to copy into.
@@ -362,7 +401,7 @@ export class ControlBlock {
   #release(): void {
     if (this.#state === "pending" || this.#state === "freed" || this.#waiters > 0) return;
     this.#state = "freed";
-    if (this.#counted) allocated--;
-    pool!.release(this.#slot);
+    allocated--;
+    pools.get(this.#layout.size)!.release(this.#slot);
   }
 }

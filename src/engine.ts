@@ -30,19 +30,13 @@ export interface EngineOperation extends Operation {
 /** The outcome of `aio_cancel` for one request. */
 export type CancelResult = "canceled" | "notcanceled" | "alldone";
 
-/** The default strategy per runtime, as measured (see README, "How completion works"). */
-const DEFAULTS: Readonly<Record<string, CompletionName>> = {
-  deno: "poll+suspend",
-  bun: "poll+suspend",
-};
+/** The default strategy, in both runtimes, as measured (see README, "How completion works"). */
+const DEFAULT_COMPLETION: CompletionName = "poll+suspend";
 
 /** Picks the strategy: `configure()`, then `POSIX_AIO_COMPLETION`, then the default. */
 export function selectCompletion(loaded: Loaded): CompletionName {
   const requested = settings.completion ?? loaded.backend.env("POSIX_AIO_COMPLETION");
-  if (requested === undefined || requested === "") {
-    const name = DEFAULTS[loaded.backend.runtime];
-    return loaded.abi.features.sigev_thread || !name.includes("thread") ? name : "poll+suspend";
-  }
+  if (requested === undefined || requested === "") return DEFAULT_COMPLETION;
   if (!(COMPLETIONS as readonly string[]).includes(requested)) {
     throw new RangeError(
       `Invalid completion strategy ${JSON.stringify(requested)}: expected one of ${COMPLETIONS.join(", ")}`,
@@ -54,7 +48,6 @@ export function selectCompletion(loaded: Loaded): CompletionName {
   return requested as CompletionName;
 }
 
-/** Submits requests and settles them once, whatever notices their completion. */
 /** A request the engine holds back: the per-process limit is reached, or libc said EAGAIN. */
 interface Waiting {
   readonly op: EngineOperation;
@@ -178,7 +171,7 @@ export class Engine implements Checker {
       return "canceled";
     }
     const answer = c.aio_cancel(op.fd, op.block.address);
-    if (answer === -1) throw new AioError(library.errno(), "aio_cancel", { fd: op.fd });
+    if (answer === -1) throw new AioError(library.errno(), "aio_cancel", { fd: op.fd, errnos: abi.constants });
     this.check(op);
     return answer === AIO_CANCELED ? "canceled" : answer === AIO_NOTCANCELED ? "notcanceled" : "alldone";
   }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { ErrnoName } from "./abi.ts";
+import type { ErrnoName, ErrnoTable } from "./abi.ts";
 import { native } from "./target.ts";
 
 const DESCRIPTIONS: Readonly<Record<ErrnoName, string>> = {
@@ -54,12 +54,12 @@ const DESCRIPTIONS: Readonly<Record<ErrnoName, string>> = {
 };
 
 /**
- * The name of an errno value on the loaded platform (`"EIO"`), or `"UNKNOWN"`.
+ * The name of an errno value (`"EIO"`), or `"UNKNOWN"`.
  *
  * @param errno The platform's errno number.
+ * @param constants The platform's errno values.
  */
-export function errnoName(errno: number): string {
-  const { constants } = native().abi;
+export function errnoName(errno: number, constants: ErrnoTable): string {
   for (const name in DESCRIPTIONS) {
     if (constants[name as ErrnoName] === errno) return name;
   }
@@ -72,6 +72,11 @@ export interface AioErrorOptions {
   fd?: number;
   /** The underlying cause, if any. */
   cause?: unknown;
+  /**
+   * The errno values of the platform `errno` comes from (a table of `ABI` in `src/abi.ts`);
+   * by default those of the C library this module loaded (loading it).
+   */
+  errnos?: ErrnoTable;
 }
 
 /**
@@ -106,14 +111,14 @@ export class AioError extends Error {
   readonly fd: number | undefined;
 
   /**
-   * Creates an AioError for an errno of the loaded platform.
+   * Creates an AioError for an errno of the loaded platform (or of `options.errnos`).
    *
    * @param errno The platform's errno number.
    * @param syscall The C function or operation that failed.
-   * @param options The file descriptor involved and a cause.
+   * @param options The file descriptor involved, a cause, and the platform's errno values.
    */
   constructor(errno: number, syscall: string, options: AioErrorOptions = {}) {
-    const code = errnoName(errno);
+    const code = errnoName(errno, options.errnos ?? native().abi.constants);
     const description = DESCRIPTIONS[code as ErrnoName] ?? `errno ${errno}`;
     const where = options.fd === undefined ? "" : ` (fd ${options.fd})`;
     super(`${code}: ${description}, ${syscall}${where}`, { cause: options.cause });

@@ -35,7 +35,7 @@
 
 import type { Address } from "../ffi/mod.ts";
 import type { Constants } from "./abi.ts";
-import { ControlBlock, writeSigevent } from "./control_block.ts";
+import { type BlockOperation, ControlBlock, writePointer, writeSigevent } from "./control_block.ts";
 import { getEngine } from "./engine.ts";
 import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native } from "./target.ts";
@@ -124,11 +124,16 @@ export const constants: Constants = new Proxy({} as Constants, {
   deleteProperty: () => false,
 });
 
-// An Aiocb dropped while in flight is adopted by the engine, which frees it once final.
-const registry = new FinalizationRegistry<ControlBlock>((block) => {
+/**
+ * Hands over a block whose Aiocb is gone (collected, or disposed by `using`): one in flight is
+ * adopted by the engine, which frees it once final; any other is freed as soon as no call lists it.
+ */
+function handOver(block: ControlBlock): void {
   if (block.state === "pending") getEngine().adopt(block, block.get("aio_fildes"));
   else block.retire();
-});
+}
+
+const registry = new FinalizationRegistry<ControlBlock>(handOver);
 
 let internals: (cb: Aiocb) => ControlBlock;
 let armNotification: (cb: Aiocb) => bigint | undefined;
@@ -168,7 +173,7 @@ export class Aiocb {
       throw new TypeError(`Invalid init: expected an object, received ${describe(init)}`);
     }
     this.#native = native();
-    this.#block = new ControlBlock();
+    this.#block = new ControlBlock(this.#native);
     this.#sigevent = { sigev_notify: this.#native.abi.constants.SIGEV_NONE, sigev_signo: 0, sigev_value: 0 };
     registry.register(this, this.#block, this);
     try {
@@ -187,6 +192,7 @@ export class Aiocb {
 
   /** The file descriptor (`int aio_fildes`). */
   get aio_fildes(): number {
+    this.#readable("aio_fildes");
     return this.#block.get("aio_fildes");
   }
   set aio_fildes(value: number) {
@@ -196,6 +202,7 @@ export class Aiocb {
 
   /** The file offset (`off_t aio_offset`), a safe integer. */
   get aio_offset(): number {
+    this.#readable("aio_offset");
     return this.#block.get("aio_offset");
   }
   set aio_offset(value: number) {
@@ -205,6 +212,7 @@ export class Aiocb {
 
   /** The data buffer; the Aiocb keeps it alive. Assigning it sets `aio_nbytes` to its length. */
   get aio_buf(): Uint8Array | null {
+    this.#readable("aio_buf");
     return this.#buf;
   }
   set aio_buf(value: Uint8Array | null) {
@@ -216,6 +224,7 @@ export class Aiocb {
 
   /** Bytes to transfer (`size_t aio_nbytes`), at most `aio_buf.length`. */
   get aio_nbytes(): number {
+    this.#readable("aio_nbytes");
     return this.#block.get("aio_nbytes");
   }
   set aio_nbytes(value: number) {
@@ -230,6 +239,7 @@ export class Aiocb {
 
   /** Priority decrease (`int aio_reqprio`). */
   get aio_reqprio(): number {
+    this.#readable("aio_reqprio");
     return this.#block.get("aio_reqprio");
   }
   set aio_reqprio(value: number) {
@@ -239,6 +249,7 @@ export class Aiocb {
 
   /** The `lio_listio` operation (`int aio_lio_opcode`). glibc overwrites it on `aio_fsync`. */
   get aio_lio_opcode(): number {
+    this.#readable("aio_lio_opcode");
     return this.#block.get("aio_lio_opcode");
   }
   set aio_lio_opcode(value: number) {
@@ -248,11 +259,12 @@ export class Aiocb {
 
   /** How completion is announced (`struct sigevent aio_sigevent`). Assign a whole new object. */
   get aio_sigevent(): Sigevent {
+    this.#readable("aio_sigevent");
     return this.#sigevent;
   }
   set aio_sigevent(value: Partial<Sigevent>) {
     this.#writable();
-    this.#sigevent = toSigevent(this.#native.abi.constants, value, "aio_sigevent");
+    this.#sigevent = toSigevent(this.#native, value, "aio_sigevent");
     const { sigev_notify, sigev_signo, sigev_value } = this.#sigevent;
     // SIGEV_THREAD gets its function and token when submitted.
     this.#block.setSigevent(sigev_notify, sigev_signo, BigInt(sigev_value), this.#native.backend.NULL);
@@ -260,16 +272,26 @@ export class Aiocb {
 
   /**
    * Frees the native struct. Throws while a request is in flight or a pending `aio_suspend`
-   * lists it; does nothing the second time.
+   * lists it; does nothing the second time. Reading a member afterwards throws.
    */
   free(): void {
     this.#block.free();
     registry.unregister(this);
   }
 
-  /** Same as `free()`, for `using`. */
+  /**
+   * For `using`: frees the native struct, or, while a request is in flight or a pending call
+   * lists it, hands it over to be freed once that is over (as garbage collection does). Never
+   * throws, so leaving a scope on an exception does not turn it into a SuppressedError.
+   */
   [Symbol.dispose](): void {
-    this.free();
+    if (this.#block.state === "freed") return;
+    registry.unregister(this);
+    handOver(this.#block);
+  }
+
+  #readable(name: string): void {
+    if (this.#block.state === "freed") throw new Error(`Cannot read ${name}: the Aiocb was freed`);
   }
 
   #writable(): void {
@@ -291,7 +313,8 @@ export class Aiocb {
   }
 }
 
-function toSigevent(constants: Constants, value: unknown, name: string): Sigevent {
+function toSigevent(loaded: Loaded, value: unknown, name: string): Sigevent {
+  const { constants, max_signal, pointer_size } = loaded.abi;
   if (typeof value !== "object" || value === null) {
     throw new TypeError(`Invalid ${name}: expected an object, received ${describe(value)}`);
   }
@@ -304,13 +327,16 @@ function toSigevent(constants: Constants, value: unknown, name: string): Sigeven
     );
   }
   const signo = toInt32(init.sigev_signo ?? 0, `${name}.sigev_signo`);
-  if (notify === SIGEV_SIGNAL && (signo < 1 || signo > 64)) {
-    throw new RangeError(`Invalid ${name}.sigev_signo: expected a signal number from 1 to 64, received ${signo}`);
+  if (notify === SIGEV_SIGNAL && (signo < 1 || signo > max_signal)) {
+    throw new RangeError(
+      `Invalid ${name}.sigev_signo: expected a signal number from 1 to ${max_signal}, received ${signo}`,
+    );
   }
   const sigValue = init.sigev_value ?? 0;
   if (typeof sigValue === "bigint") {
-    if (BigInt.asIntN(64, sigValue) !== sigValue && BigInt.asUintN(64, sigValue) !== sigValue) {
-      throw new RangeError(`Invalid ${name}.sigev_value: expected a 64-bit integer, received ${sigValue}n`);
+    const bits = pointer_size * 8;
+    if (BigInt.asIntN(bits, sigValue) !== sigValue && BigInt.asUintN(bits, sigValue) !== sigValue) {
+      throw new RangeError(`Invalid ${name}.sigev_value: expected a ${bits}-bit integer, received ${sigValue}n`);
     }
   } else {
     toSafeInteger(sigValue, `${name}.sigev_value`);
@@ -346,13 +372,31 @@ function transfer(cb: Aiocb, block: ControlBlock): [Uint8Array, number] {
 }
 
 /**
- * Checks the request once; when it is final, its SIGEV_THREAD notification (if any) is due and
- * no longer awaited forever.
+ * A list notification that libc copied (glibc): due once every entry libc took is seen final.
+ * Where libc could not arrange it (glibc's `lio_listio` failing to allocate its wait list) it
+ * never comes, and must not keep the process alive forever.
+ */
+interface ListWatch {
+  readonly token: bigint;
+  readonly remaining: Set<ControlBlock>;
+}
+
+const listWatches = new WeakMap<ControlBlock, ListWatch>();
+
+/**
+ * Checks the request once; when it is final, its SIGEV_THREAD notification (if any), and that
+ * of its list once all the list's requests are final, are due and no longer awaited forever.
  */
 function settled(cb: Aiocb, block: ControlBlock): boolean {
   if (!block.poll()) return false;
   const token = notificationOf(cb);
   if (token !== undefined) notificationDue(token);
+  const watch = listWatches.get(block);
+  if (watch !== undefined) {
+    listWatches.delete(block);
+    watch.remaining.delete(block);
+    if (watch.remaining.size === 0) notificationDue(watch.token);
+  }
   return true;
 }
 
@@ -532,12 +576,25 @@ export async function aio_suspend(list: readonly (Aiocb | null)[], timeout?: Tim
   return errno === 0 ? 0 : fail(errno);
 }
 
+/** What libc does with an entry of this opcode (`features.lio_listio.queues`), or null: skipped. */
+function listOperation(loaded: Loaded, opcode: number): BlockOperation | null {
+  const { LIO_READ, LIO_WRITE, LIO_NOP } = loaded.abi.constants;
+  if (opcode === LIO_READ) return "read";
+  if (opcode === LIO_WRITE) return "write";
+  const { queues } = loaded.abi.features.lio_listio;
+  if (queues === "all" || (queues === "not-nop" && opcode !== LIO_NOP)) return "other";
+  return null;
+}
+
 /**
  * `int lio_listio(int mode, struct aiocb *const list[], int nent, struct sigevent *sevp)`:
- * queues every entry's `aio_lio_opcode` (`LIO_READ`, `LIO_WRITE`, `LIO_NOP`). With
- * `LIO_NOWAIT` it resolves once they are queued, and `sevp` announces when all are final. With
- * `LIO_WAIT` it resolves when all are final (waiting off the JavaScript thread): 0, or -1 with
- * `EIO` if any failed. -1 with `errno()` `EAGAIN`, `EINVAL` or `EIO` if some could not be queued.
+ * queues the entries the C library takes, as it does in C: `LIO_READ` and `LIO_WRITE`; glibc
+ * also queues any other opcode but `LIO_NOP` (it finishes with status `EINVAL`), musl skips
+ * it like `LIO_NOP`. With `LIO_NOWAIT` it resolves once they are queued, and `sevp` announces
+ * when all are final. With `LIO_WAIT` it resolves when all are final (waiting off the
+ * JavaScript thread): 0, or -1 with `EIO` if any failed. -1 with `errno()` `EAGAIN`, `EINVAL`
+ * or `EIO` if some could not be queued: an entry libc took is in flight (see `aio_error`), one
+ * it never took reads as never submitted (musl stops at the first entry it cannot queue).
  *
  * @example
  * ```ts ignore
@@ -557,10 +614,10 @@ export async function lio_listio(
 ): Promise<number> {
   const loaded = native();
   const { c, abi, backend, library } = loaded;
-  const { LIO_WAIT, LIO_NOWAIT, LIO_READ, LIO_WRITE, EINVAL, EIO, EAGAIN, EINTR } = abi.constants;
+  const { LIO_WAIT, LIO_NOWAIT, EINVAL, EIO, EAGAIN, SIGEV_NONE, SIGEV_THREAD } = abi.constants;
   const waitMode = toInt32(mode, "mode");
   const entries = toList(list, "list");
-  const sigevent = sevp === undefined || sevp === null ? null : toSigevent(abi.constants, sevp, "sevp");
+  const sigevent = sevp === undefined || sevp === null ? null : toSigevent(loaded, sevp, "sevp");
   if (waitMode !== LIO_WAIT && waitMode !== LIO_NOWAIT) return fail(EINVAL);
   if (abi.limits.AIO_LISTIO_MAX !== null && entries.length > abi.limits.AIO_LISTIO_MAX) return fail(EINVAL);
   const members = entries.filter((entry) => entry !== null);
@@ -569,71 +626,122 @@ export async function lio_listio(
     throw new TypeError("Invalid list: an Aiocb appears more than once");
   }
   // Check every entry before touching any: a failure leaves them all as they were.
-  const transfers = members.map((cb, index) => {
-    const opcode = blocks[index].get("aio_lio_opcode");
-    if (blocks[index].state === "pending" || blocks[index].listed) {
-      throw new Error(`Cannot reuse list[${index}]: its request is in flight or a pending aio_suspend lists it`);
+  const operations = blocks.map((block, index) => {
+    if (block.state === "pending" || block.listed) {
+      throw new Error(`Cannot reuse list[${index}]: its request is in flight or a pending call lists it`);
     }
-    return opcode === LIO_READ || opcode === LIO_WRITE ? transfer(cb, blocks[index]) : null;
+    return listOperation(loaded, block.get("aio_lio_opcode"));
   });
-  const tokens: bigint[] = [];
-  const array = c.calloc(Math.max(entries.length, 1), 8);
+  const transfers = members.map((cb, index) => {
+    const operation = operations[index];
+    return operation === "read" || operation === "write" ? transfer(cb, blocks[index]) : null;
+  });
+  const { sigevent: listSigevent, on_refusal } = abi.features.lio_listio;
+  const notifies = sigevent !== null && waitMode === LIO_NOWAIT && sigevent.sigev_notify !== SIGEV_NONE;
+  // musl's list waiter reads the sigevent and every entry until it notifies: it must call us.
+  const kept = notifies && listSigevent === "kept";
+  const pointer = abi.pointer_size;
+  const array = c.calloc(Math.max(entries.length, 1), pointer);
   if (!array) return fail(EAGAIN);
+  const prepared: ControlBlock[] = [];
+  const tokens = new Map<ControlBlock, bigint>();
   let notice: Address = backend.NULL;
   let noticeToken: bigint | undefined;
+  let called = false;
+  let noticeKept = false;
   try {
-    const view = new DataView(backend.view(array, Math.max(entries.length, 1) * 8));
+    const view = new DataView(backend.view(array, Math.max(entries.length, 1) * pointer));
     entries.forEach((entry, index) => {
-      if (entry !== null) view.setBigUint64(index * 8, backend.toBigInt(internals(entry).address), true);
+      if (entry !== null) writePointer(view, index * pointer, pointer, backend.toBigInt(internals(entry).address));
     });
     members.forEach((cb, index) => {
+      const operation = operations[index];
+      const block = blocks[index];
+      if (operation === null) return block.markUntaken();
       const [buffer, nbytes] = transfers[index] ?? [null, 0];
-      blocks[index].prepareListEntry(blocks[index].get("aio_lio_opcode"), buffer, nbytes);
+      block.prepareListEntry(operation, buffer, nbytes);
+      prepared.push(block);
       const token = armNotification(cb);
-      if (token !== undefined) tokens.push(token);
+      if (token !== undefined) tokens.set(block, token);
     });
-    if (sigevent !== null && waitMode === LIO_NOWAIT) {
+    if (notifies) {
       notice = c.calloc(1, abi.sigevent.size);
       if (!notice) return fail(EAGAIN);
-      let value = BigInt(sigevent.sigev_value);
+      const memory = notice;
+      const wanted = sigevent!;
+      let kind = wanted.sigev_notify;
+      let signo = wanted.sigev_signo;
+      let value = BigInt(wanted.sigev_value);
       let fn = backend.NULL;
-      if (sigevent.sigev_notify === abi.constants.SIGEV_THREAD) {
-        const callback = sigevent.sigev_notify_function!;
-        const original = sigevent.sigev_value;
-        noticeToken = expectNotification(() => callback(original));
+      if (kind === SIGEV_THREAD || kept) {
+        noticeToken = expectNotification(() => {
+          if (kept) {
+            // libc's waiter has read everything it needs: it calls this last.
+            c.free(memory);
+            for (const block of blocks) block.unlist();
+          }
+          if (wanted.sigev_notify === SIGEV_THREAD) wanted.sigev_notify_function!(wanted.sigev_value);
+          else c.sigqueue(c.getpid(), wanted.sigev_signo, BigInt.asUintN(64, BigInt(wanted.sigev_value)) as never);
+        });
+        kind = SIGEV_THREAD;
+        signo = 0;
         value = noticeToken;
         fn = notificationFunction();
       }
-      const view = new DataView(backend.view(notice, abi.sigevent.size));
-      writeSigevent(loaded, view, 0, sigevent.sigev_notify, sigevent.sigev_signo, value, fn);
+      writeSigevent(loaded, new DataView(backend.view(notice, abi.sigevent.size)), 0, kind, signo, value, fn);
     }
     // LIO_WAIT would block this thread: queue without waiting, then wait off-thread below.
     const result = c.lio_listio(LIO_NOWAIT, array, entries.length, notice);
+    called = true;
     const errno = result === -1 ? library.errno() : 0;
-    const queuedSome = result === 0 || errno === EAGAIN || errno === EIO || errno === EINTR;
-    members.forEach((_, index) => {
-      const block = blocks[index];
-      const opcode = block.get("aio_lio_opcode");
-      if (opcode !== LIO_READ && opcode !== LIO_WRITE) return block.notEntered();
-      if (!queuedSome) return block.notEntered();
-      block.entered(opcode === LIO_READ ? "read" : "write");
-    });
-    if (!queuedSome) {
-      for (const token of tokens) withdrawNotification(token);
-      if (noticeToken !== undefined) withdrawNotification(noticeToken);
-      return fail(errno);
+    const taken = prepared.filter((block) => result === 0 || block.taken());
+    if (result === -1 && on_refusal === "stop" && taken.length > 0) {
+      // musl stops at the entry it could not queue, whose status it left at EINPROGRESS: the
+      // last one it touched. Only if it touched all of them may the failure instead be its
+      // list waiter's (every entry queued): then none can be told apart and all count as taken.
+      if (taken.length < prepared.length || !kept) taken.pop();
+    }
+    const accepted = new Set(taken);
+    for (const block of prepared) {
+      const operation = operations[blocks.indexOf(block)]!;
+      if (accepted.has(block)) {
+        block.entered(operation);
+      } else {
+        block.notEntered();
+        const token = tokens.get(block);
+        if (token !== undefined) withdrawNotification(token);
+      }
+    }
+    if (noticeToken !== undefined) {
+      if (kept) {
+        if (result === 0) {
+          noticeKept = true;
+          for (const block of blocks) block.list();
+        } else {
+          withdrawNotification(noticeToken);
+        }
+      } else if (taken.length === 0) {
+        // glibc notifies at once when it queued nothing.
+        notificationDue(noticeToken);
+      } else {
+        const watch: ListWatch = { token: noticeToken, remaining: new Set(taken) };
+        for (const block of taken) listWatches.set(block, watch);
+      }
     }
     if (waitMode === LIO_NOWAIT) return result === 0 ? 0 : fail(errno);
-    const pending = blocks.filter((block) => block.state === "pending");
-    while (pending.some((block) => !block.poll())) {
-      await waitAny(loaded, pending.filter((block) => block.state === "pending"), undefined);
+    if (taken.length === 0) return result === 0 ? 0 : fail(errno);
+    while (taken.some((block) => !block.poll())) {
+      await waitAny(loaded, taken.filter((block) => block.state === "pending"), undefined);
     }
     if (result === -1) return fail(EIO);
-    return blocks.some((block) => block.operation !== undefined && block.state !== "idle" && block.error !== 0)
-      ? fail(EIO)
-      : 0;
+    return taken.some((block) => block.error !== 0) ? fail(EIO) : 0;
   } finally {
+    if (!called) {
+      for (const block of prepared) block.notEntered();
+      for (const token of tokens.values()) withdrawNotification(token);
+      if (noticeToken !== undefined) withdrawNotification(noticeToken);
+    }
     c.free(array);
-    if (notice) c.free(notice);
+    if (notice && !noticeKept) c.free(notice);
   }
 }

@@ -158,7 +158,7 @@ export class AioRequest {
     start: (block: ControlBlock) => number,
   ): AioRequest {
     const engine = getEngine();
-    const block = new ControlBlock();
+    const block = new ControlBlock(native());
     const request = new AioRequest(fd, op, block);
     let errno: number;
     try {
@@ -246,7 +246,7 @@ export class AioRequest {
  * because of the signal rejects with the signal's reason.
  */
 export function follow(request: AioRequest, signal: AbortSignal | undefined): Promise<number> {
-  if (signal === undefined) return request.done.then((value) => value);
+  if (signal === undefined) return request.done;
   return new Promise((resolve, reject) => {
     let canceled = false;
     const onAbort = (): void => {

@@ -47,7 +47,7 @@ interface Read {
 
 /** A read of `length` bytes on `fd` through `engine`, started by `start` (a test hook). */
 function submitRead(engine: Engine, fd: number, start?: (block: ControlBlock) => number): Read & { errno: number } {
-  const block = new ControlBlock();
+  const block = new ControlBlock(native());
   block.set("aio_fildes", fd);
   const buffer = new Uint8Array(1);
   block.prepare("read", buffer, 1);
@@ -156,14 +156,14 @@ test("where EAGAIN means exhaustion (Linux), it is not retried: the submit is re
 test("aio_suspend lists longer than 16 entries are split, and the wait ends at the first completion", async () => {
   const { dir, remove } = tempDir();
   const pipes = Array.from({ length: 40 }, (_, i) => fifo(dir, `fifo${i}`));
+  const loaded = darwinLike(null);
   const blocks = pipes.map((pipe) => {
-    const block = new ControlBlock();
+    const block = new ControlBlock(loaded);
     block.set("aio_fildes", pipe.fd);
     assert.equal(block.read(new Uint8Array(1), 1), 0);
     return block;
   });
   try {
-    const loaded = darwinLike(null);
     Object.assign(suspendCalls, { largest: 0, count: 0 });
     assert.equal(await waitAny(loaded, blocks, 120), native().abi.constants.EAGAIN, "times out");
     assert.equal(suspendCalls.largest, 16, "no call lists more than 16");
