@@ -42,7 +42,6 @@ export class SlotPool {
   readonly #slabs = new Set<Slab>();
   /** Slabs with at least one free slot. */
   readonly #available: Slab[] = [];
-  #inUse = 0;
 
   /**
    * @param native The loaded C library.
@@ -53,18 +52,12 @@ export class SlotPool {
     this.#size = Math.ceil(size / 16) * 16;
   }
 
-  /** Slots handed out and not yet released. */
-  get inUse(): number {
-    return this.#inUse;
-  }
-
   /** A zeroed slot. Throws if native memory is exhausted. */
   acquire(): Slot {
     const slab = this.#available.at(-1) ?? this.#grow();
     const slot = slab.free.pop()!;
     if (slab.free.length === 0) this.#available.pop();
     slab.used++;
-    this.#inUse++;
     return slot;
   }
 
@@ -75,7 +68,6 @@ export class SlotPool {
     if (slab.free.length === 0) this.#available.push(slab);
     slab.free.push(slot as SlabSlot);
     slab.used--;
-    this.#inUse--;
     if (slab.used === 0 && this.#slabs.size > 1) this.#shrink(slab);
   }
 

@@ -14,7 +14,11 @@
  *   `aio_return` on a request still in flight returns -1 with `EINPROGRESS` (POSIX leaves
  *   both undefined).
  * - An `Aiocb` cannot change, be resubmitted or be freed while its request is in flight or a
- *   pending `aio_suspend` lists it: that throws.
+ *   pending `aio_suspend` lists it: that throws, and so does reading a member once it is freed.
+ *   `using` never throws: a block in flight is handed over and freed once final.
+ * - `lio_listio` takes the entries the C library takes (`features.lio_listio` in the ABI
+ *   table); what libc took is in flight until final, what it never took reads as never
+ *   submitted.
  * - `aio_suspend` and `lio_listio` return Promises: they wait off the JavaScript thread.
  * - SIGEV_THREAD takes a JavaScript function in `sigev_notify_function`, run on the
  *   JavaScript thread with `sigev_value`.
@@ -680,8 +684,13 @@ export async function lio_listio(
             c.free(memory);
             for (const block of blocks) block.unlist();
           }
-          if (wanted.sigev_notify === SIGEV_THREAD) wanted.sigev_notify_function!(wanted.sigev_value);
-          else c.sigqueue(c.getpid(), wanted.sigev_signo, BigInt.asUintN(64, BigInt(wanted.sigev_value)) as never);
+          if (wanted.sigev_notify === SIGEV_THREAD) {
+            wanted.sigev_notify_function!(wanted.sigev_value);
+          } else {
+            // As musl's waiter would: the signal, with the value (a word: number or bigint).
+            const word = BigInt.asUintN(pointer * 8, BigInt(wanted.sigev_value)) as unknown as number;
+            c.sigqueue(c.getpid(), wanted.sigev_signo, word);
+          }
         });
         kind = SIGEV_THREAD;
         signo = 0;
