@@ -73,8 +73,9 @@ export interface AioErrorOptions {
   /** The underlying cause, if any. */
   cause?: unknown;
   /**
-   * The errno values of the platform `errno` comes from (a table of `ABI` in `src/abi.ts`);
-   * by default those of the C library this module loaded (loading it).
+   * The errno values of the platform `errno` comes from, by name (`constants` of
+   * `@posix/aio/posix` is one); by default those of the C library this module loaded (loading
+   * it). Lets an error be named for another platform's table, as tests of macOS logic do.
    */
   errnos?: ErrnoTable;
 }
