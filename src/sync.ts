@@ -88,6 +88,8 @@ interface Batch {
 interface Lane {
   running: Batch | null;
   queued: Batch | null;
+  /** The platform whose table says whether a full-sync step follows (tests give Darwin's). */
+  readonly platform: () => Loaded;
 }
 
 const lanes = new Map<number, Lane>();
@@ -120,7 +122,7 @@ function run(fd: number, lane: Lane): void {
   batch.request = request;
   request.done.then(
     () => {
-      const loaded = native();
+      const loaded = lane.platform();
       if (!batch.full || loaded.abi.full_sync === null) return next(fd, lane, batch, undefined);
       fullSync(loaded, fd).then(
         () => next(fd, lane, batch, undefined),
@@ -162,7 +164,16 @@ function abort(lane: Lane, caller: Caller): void {
   // Shared with other callers, or not canceled: it settles as libc finishes it.
 }
 
-function sync(fdLike: FdLike, options: SyncOptions | undefined, syscall: "fsync" | "fdatasync"): Promise<void> {
+/**
+ * `fsync()` or `fdatasync()` (`syscall`), the full-sync step decided by `platform`'s table: the
+ * loaded C library's, or in tests the same library with Darwin's table.
+ */
+export function syncWith(
+  fdLike: FdLike,
+  options: SyncOptions | undefined,
+  syscall: "fsync" | "fdatasync",
+  platform: () => Loaded = native,
+): Promise<void> {
   let fd: number;
   let signal: AbortSignal | undefined;
   let full: boolean;
@@ -180,7 +191,7 @@ function sync(fdLike: FdLike, options: SyncOptions | undefined, syscall: "fsync"
     let lane = lanes.get(fd);
     let start = false;
     if (lane === undefined) {
-      lane = { running: null, queued: null };
+      lane = { running: null, queued: null, platform };
       lanes.set(fd, lane);
     }
     let batch: Batch;
@@ -226,7 +237,7 @@ function sync(fdLike: FdLike, options: SyncOptions | undefined, syscall: "fsync"
  * `fullSync` (macOS: `false` skips `F_FULLFSYNC`).
  */
 export function fsync(fd: FdLike, options?: SyncOptions): Promise<void> {
-  return sync(fd, options, "fsync");
+  return syncWith(fd, options, "fsync");
 }
 
 /**
@@ -248,5 +259,5 @@ export function fsync(fd: FdLike, options?: SyncOptions): Promise<void> {
  * `fullSync` (macOS: `false` skips `F_FULLFSYNC`).
  */
 export function fdatasync(fd: FdLike, options?: SyncOptions): Promise<void> {
-  return sync(fd, options, "fdatasync");
+  return syncWith(fd, options, "fdatasync");
 }
