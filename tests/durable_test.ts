@@ -178,6 +178,20 @@ test("writeFileAtomic: write, fdatasync, rename, then fsync of the directory, be
   });
 }, { skip });
 
+test(
+  "writeFileAtomic: 40 calls made at once for one path resolve after two renames, the last content kept",
+  async () => {
+    await withDir(async (dir) => {
+      const { result, calls } = await traced("atomic_coalesce.ts", ["-e", "trace=rename,renameat,renameat2"], [dir]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(lastJson(result), { ok: 40, last: true, files: ["f.json"], pending: 0 });
+      const renames = calls.filter((call) => call.args.includes(`${path.join(dir, "f.json")}"`));
+      assert.equal(renames.length, 2, "the first call's content, then the latest of the 39 that waited");
+    });
+  },
+  { skip },
+);
+
 for (
   const [syscall, error] of [["pwrite64", "EIO"], ["pwrite64", "ENOSPC"], ["fdatasync", "EIO"], ["fdatasync", "ENOSPC"]]
 ) {
