@@ -175,8 +175,9 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const file = toPath(path);
   const given = toOptions<WriteFileAtomicOptions>(options);
-  // Bytes are copied now: the caller may change its buffer at once.
-  const bytes = typeof data === "string" ? toData(data) : toData(data).slice();
+  // Bytes are copied now: the caller may change its buffer at once (not with `slice()`, which
+  // for a Node `Buffer` is a view of the same memory).
+  const bytes = typeof data === "string" ? toData(data) : new Uint8Array(toData(data));
   const mode = given.mode === undefined ? undefined : toMode(given.mode, 0o666);
   const fullSync = toFullSync(given.fullSync);
   native();

@@ -78,8 +78,9 @@ class Log implements AioLog {
     if (this.#closing !== undefined) {
       return Promise.reject(new AioError(native().abi.constants.EBADF, "write", { fd: this.#fd, path: this.path }));
     }
-    // A record given as bytes is copied now: the caller may reuse its buffer at once.
-    const record = typeof data === "string" ? bytes : bytes.slice();
+    // A record given as bytes is copied now: the caller may reuse its buffer at once. Not with
+    // `bytes.slice()`: a Node `Buffer`'s `slice` is a view of the same memory.
+    const record = typeof data === "string" ? bytes : new Uint8Array(bytes);
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ bytes: record, resolve, reject });
       // The first append of a tick starts the batch after the appends of the same tick joined it.

@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -416,6 +417,28 @@ test("openLog(): a buffer appended is copied at once; close() waits for the appe
     await log.close();
     assert.deepEqual(await Promise.all([first, second]), [undefined, undefined]);
     assert.equal(fs.readFileSync(file, "utf8"), "first\nsecond\n");
+  });
+  await quiescent();
+});
+
+test("openLog() and writeFileAtomic(): a Node Buffer given is copied at once, not viewed", async () => {
+  await withDir(async (dir) => {
+    // Buffer's slice() is a view of the same memory: copying with it would write what the caller
+    // put in its buffer after the call.
+    const file = path.join(dir, "buffer.log");
+    const log = await openLog(file);
+    const record = Buffer.from("first\n");
+    const appended = log.append(record);
+    record.write("XXXXX\n");
+    await appended;
+    await log.close();
+    assert.equal(fs.readFileSync(file, "utf8"), "first\n");
+    const target = path.join(dir, "buffer.txt");
+    const content = Buffer.from("content");
+    const replaced = writeFileAtomic(target, content);
+    content.fill(0x2d);
+    await replaced;
+    assert.equal(fs.readFileSync(target, "utf8"), "content");
   });
   await quiescent();
 });
