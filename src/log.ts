@@ -242,22 +242,36 @@ export async function* readLog(path: string | URL, options?: ReadLogOptions): As
   }
   const handle: AioFile = await open(file, { read: true });
   try {
-    let pending = new Uint8Array(0);
+    // The bytes not yielded yet are buffer[start, end). The buffer grows by doubling and is
+    // compacted only once half of it was consumed, and each byte is searched once (the last
+    // `separator.length - 1` twice): a record far longer than `chunkSize` is read in linear time.
+    let buffer = new Uint8Array(chunkSize);
+    let start = 0;
+    let end = 0;
     let position = 0;
     for (;;) {
-      const chunk = new Uint8Array(chunkSize);
-      const bytes = await handle.read(chunk, position);
+      if (buffer.length - end < chunkSize) {
+        const live = end - start;
+        if (live <= buffer.length / 2 && live + chunkSize <= buffer.length) {
+          buffer.copyWithin(0, start, end);
+        } else {
+          const grown = new Uint8Array(Math.max(buffer.length * 2, live + chunkSize));
+          grown.set(buffer.subarray(start, end));
+          buffer = grown;
+        }
+        start = 0;
+        end = live;
+      }
+      const bytes = await handle.read(buffer.subarray(end, end + chunkSize), position);
       if (bytes === 0) return;
       position += bytes;
-      const joined = new Uint8Array(pending.length + bytes);
-      joined.set(pending);
-      joined.set(chunk.subarray(0, bytes), pending.length);
-      let start = 0;
-      for (let end = indexOf(joined, separator, 0); end >= 0; end = indexOf(joined, separator, start)) {
-        yield joined.slice(start, end);
-        start = end + separator.length;
+      let from = Math.max(start, end - separator.length + 1);
+      end += bytes;
+      const view = buffer.subarray(0, end);
+      for (let at = indexOf(view, separator, from); at >= 0; at = indexOf(view, separator, from)) {
+        yield buffer.slice(start, at);
+        start = from = at + separator.length;
       }
-      pending = joined.slice(start);
     }
   } finally {
     await handle.close();

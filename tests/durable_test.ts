@@ -462,6 +462,31 @@ test("readLog(): stops at a torn last record; any separator", async () => {
   await quiescent();
 });
 
+test("readLog(): records far longer than chunkSize are read in linear time; every chunk size", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "long.log");
+    // 64 MiB in one record: with the pending bytes copied again for every 64 KiB chunk this took
+    // minutes (about 140 s here); read in linear time it takes about a second.
+    const long = new Uint8Array(64 * 2 ** 20).fill(0x61);
+    fs.writeFileSync(file, Buffer.concat([long, Buffer.from("\nshort\n")]));
+    const read = async (): Promise<number[]> => {
+      const lengths: number[] = [];
+      for await (const record of readLog(file)) lengths.push(record.length);
+      return lengths;
+    };
+    assert.deepEqual(await within(read(), 60_000, "reading a 64 MiB record back"), [long.length, 5]);
+    // A separator cut by chunk boundaries anywhere, records of every length around the chunk size.
+    const records = Array.from({ length: 40 }, (_, i) => "r".repeat(i % 11) + i);
+    fs.writeFileSync(file, records.map((record) => record + "<|>").join("") + "torn<|");
+    for (const chunkSize of [1, 2, 3, 4, 5, 7, 16, 1000]) {
+      const seen: string[] = [];
+      for await (const record of readLog(file, { separator: "<|>", chunkSize })) seen.push(decoder.decode(record));
+      assert.deepEqual(seen, records, `chunkSize ${chunkSize}`);
+    }
+  });
+  await quiescent();
+});
+
 // ---------------------------------------------------------------------------------------------
 // syncDir() and writeFileAtomic().
 
