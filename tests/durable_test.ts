@@ -538,6 +538,45 @@ test("writeFileAtomic(): replaces content, keeps the mode, and readers never see
   await quiescent();
 });
 
+test("writeFileAtomic(): through a symbolic link the file it points to is replaced; a directory is refused", async () => {
+  await withDir(async (dir) => {
+    fs.mkdirSync(path.join(dir, "data"));
+    const real = path.join(dir, "data", "real.json");
+    fs.writeFileSync(real, "old");
+    fs.chmodSync(real, 0o600);
+    const link = path.join(dir, "link.json");
+    fs.symlinkSync(path.join("data", "real.json"), link);
+    // As fs.writeFile and Deno.writeFile: the link stays, the file it points to has the content.
+    await writeFileAtomic(link, "new");
+    assert.ok(fs.lstatSync(link).isSymbolicLink(), "the link is still a link");
+    assert.equal(fs.readFileSync(real, "utf8"), "new");
+    assert.equal(fs.statSync(real).mode & 0o777, 0o600, "the mode of the file pointed to");
+    assert.deepEqual(fs.readdirSync(path.join(dir, "data")), ["real.json"], "the temporary file was beside it");
+    fs.symlinkSync("created.json", path.join(dir, "dangling.json"));
+    await writeFileAtomic(path.join(dir, "dangling.json"), "made");
+    assert.equal(fs.readFileSync(path.join(dir, "created.json"), "utf8"), "made");
+    fs.symlinkSync("loop.b", path.join(dir, "loop.a"));
+    fs.symlinkSync("loop.a", path.join(dir, "loop.b"));
+    const loop = await outcome(writeFileAtomic(path.join(dir, "loop.a"), "x"));
+    assert.ok(loop instanceof AioError);
+    assert.equal(loop.code, "ELOOP");
+    // "name/" names a directory: open(2) refuses it with EISDIR; it never writes the file "name".
+    const slash = await outcome(writeFileAtomic(path.join(dir, "file.txt") + "/", "x"));
+    assert.ok(slash instanceof AioError);
+    assert.equal(slash.code, "EISDIR");
+    const directory = await outcome(writeFileAtomic(path.join(dir, "data"), "x"));
+    assert.ok(directory instanceof AioError);
+    assert.equal(directory.code, "EISDIR");
+    assert.ok(fs.statSync(path.join(dir, "data")).isDirectory());
+    assert.deepEqual(
+      fs.readdirSync(dir).sort(),
+      ["created.json", "dangling.json", "data", "link.json", "loop.a", "loop.b"],
+      "nothing else written, no temporary file left",
+    );
+  });
+  await quiescent();
+});
+
 // ---------------------------------------------------------------------------------------------
 // Bad input: TypeError or RangeError naming the argument, as a rejection.
 
