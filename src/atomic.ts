@@ -121,7 +121,10 @@ async function replace(path: string, job: Job): Promise<void> {
   const target = await followLinks(path);
   const dir = pathModule.dirname(target);
   const random = Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, "0");
-  const temp = pathModule.join(dir, `.${pathModule.basename(target)}.${random}${(counter++).toString(16)}.tmp`);
+  // At most 48 characters of the name (192 bytes of UTF-8), so that the temporary file's name
+  // fits NAME_MAX (255 bytes) whenever the target's does.
+  const name = Array.from(pathModule.basename(target)).slice(0, 48).join("");
+  const temp = pathModule.join(dir, `.${name}.${random}${(counter++).toString(16)}.tmp`);
   const existing = job.mode === undefined ? await statPath(target) : undefined;
   const fd = await openFd(temp, O.O_WRONLY | O.O_CREAT | O.O_EXCL, job.mode ?? 0o666);
   let open = true;

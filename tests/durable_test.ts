@@ -538,7 +538,7 @@ test("writeFileAtomic(): replaces content, keeps the mode, and readers never see
   await quiescent();
 });
 
-test("writeFileAtomic(): through a symbolic link the file it points to is replaced; a directory is refused", async () => {
+test("writeFileAtomic(): through a symbolic link the file it points to is replaced; a 255-byte name; a directory is refused", async () => {
   await withDir(async (dir) => {
     fs.mkdirSync(path.join(dir, "data"));
     const real = path.join(dir, "data", "real.json");
@@ -555,6 +555,11 @@ test("writeFileAtomic(): through a symbolic link the file it points to is replac
     fs.symlinkSync("created.json", path.join(dir, "dangling.json"));
     await writeFileAtomic(path.join(dir, "dangling.json"), "made");
     assert.equal(fs.readFileSync(path.join(dir, "created.json"), "utf8"), "made");
+    // A name of NAME_MAX (255 bytes): the temporary file's name must fit too.
+    const long = path.join(dir, "é".repeat(100) + "n".repeat(55));
+    await writeFileAtomic(long, "long name");
+    assert.equal(fs.readFileSync(long, "utf8"), "long name");
+    fs.unlinkSync(long);
     fs.symlinkSync("loop.b", path.join(dir, "loop.a"));
     fs.symlinkSync("loop.a", path.join(dir, "loop.b"));
     const loop = await outcome(writeFileAtomic(path.join(dir, "loop.a"), "x"));
