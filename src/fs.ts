@@ -152,3 +152,10 @@ export function readLink(path: string): Promise<string | undefined> {
     });
   });
 }
+
+/** `ftruncate(2)` through `node:fs`. */
+export function truncateFd(fd: number, length: number, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.ftruncate(fd, length, (error) => error ? reject(toAioError(error, "ftruncate", path, fd)) : resolve());
+  });
+}

@@ -406,6 +406,35 @@ test("openLog(): concurrent appends land in call order with nothing between them
   await quiescent();
 });
 
+test("openLog({ separator }): a torn last record left by a crash is cut off before new appends", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "torn.log");
+    fs.writeFileSync(file, "one\ntwo\nthr");
+    const log = await openLog(file, { separator: "\n" });
+    await log.append("four\n");
+    await log.close();
+    assert.equal(fs.readFileSync(file, "utf8"), "one\ntwo\nfour\n", "the new record does not join the torn one");
+    const records: string[] = [];
+    for await (const record of readLog(file)) records.push(decoder.decode(record));
+    assert.deepEqual(records, ["one", "two", "four"]);
+    // The last separator across the boundary of the 64 KiB windows read backwards.
+    const filler = "x".repeat(100_000);
+    fs.writeFileSync(file, `a<|>${filler}<|>${"y".repeat(65_535)}`);
+    await (await openLog(file, { separator: new TextEncoder().encode("<|>") })).close();
+    assert.equal(fs.statSync(file).size, 4 + filler.length + 3);
+    fs.writeFileSync(file, "no separator at all");
+    await (await openLog(pathToFileURL(file), { separator: "\n" })).close();
+    assert.equal(fs.statSync(file).size, 0, "no complete record: nothing kept");
+    fs.writeFileSync(file, "whole\n");
+    await (await openLog(file, { separator: "\n" })).close();
+    assert.equal(fs.readFileSync(file, "utf8"), "whole\n", "a file ending with a separator is kept");
+    fs.writeFileSync(file, "kept as it is");
+    await (await openLog(file)).close();
+    assert.equal(fs.readFileSync(file, "utf8"), "kept as it is", "without separator nothing is cut");
+  });
+  await quiescent();
+});
+
 test("openLog(): a buffer appended is copied at once; close() waits for the appends made", async () => {
   await withDir(async (dir) => {
     const file = path.join(dir, "copied.log");
@@ -606,6 +635,8 @@ test("bad input to every new function rejects with TypeError/RangeError naming t
       [() => openLog(null as unknown as string), TypeError, /^Invalid path: .*null/],
       [() => openLog(file, { mode: 1.5 }), RangeError, /^Invalid options\.mode: .*1\.5/],
       [() => openLog(file, { fullSync: "no" as unknown as boolean }), TypeError, /^Invalid options\.fullSync/],
+      [() => openLog(file, { separator: "" }), RangeError, /^Invalid options\.separator: expected at least one byte/],
+      [() => openLog(file, { separator: 10 as unknown as string }), TypeError, /^Invalid options\.separator: .*10/],
       [() => readLog(file, { separator: "" }).next(), RangeError, /^Invalid options\.separator/],
       [() => readLog(file, { separator: 10 as unknown as string }).next(), TypeError, /^Invalid options\.separator/],
       [() => readLog(file, { chunkSize: 0 }).next(), RangeError, /^Invalid options\.chunkSize/],
