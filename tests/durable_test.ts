@@ -619,6 +619,13 @@ test("writeFileAtomic(): through a symbolic link the file it points to is replac
     const slash = await outcome(writeFileAtomic(path.join(dir, "file.txt") + "/", "x"));
     assert.ok(slash instanceof AioError);
     assert.equal(slash.code, "EISDIR");
+    fs.writeFileSync(path.join(dir, "file.txt"), "kept");
+    for (const name of ["file.txt/.", "file.txt/..", "."]) {
+      const dotted = await outcome(writeFileAtomic(`${dir}/${name}`, "x"));
+      assert.ok(dotted instanceof AioError && dotted.code === "EISDIR", `${name}: ${dotted}`);
+    }
+    assert.equal(fs.readFileSync(path.join(dir, "file.txt"), "utf8"), "kept");
+    fs.unlinkSync(path.join(dir, "file.txt"));
     const directory = await outcome(writeFileAtomic(path.join(dir, "data"), "x"));
     assert.ok(directory instanceof AioError);
     assert.equal(directory.code, "EISDIR");
