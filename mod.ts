@@ -1,7 +1,9 @@
 /**
  * POSIX asynchronous I/O for Deno and Bun, straight from the C library through FFI: durable
  * `fsync`/`fdatasync` that block neither the event loop nor the runtime's thread pool, and
- * positioned `read`/`write`, all as Promises. The C-faithful layer is `@posix/aio/posix`.
+ * positioned `read`/`write`, all as Promises. On them, the durable patterns: a file handle
+ * (`open`), a group-committed log (`openLog`, `readLog`), atomic replace (`writeFileAtomic`) and
+ * directory sync (`syncDir`). The C-faithful layer is `@posix/aio/posix`.
  *
  * Deno needs `--allow-ffi`. Nothing is loaded until the first call.
  *
@@ -12,19 +14,34 @@
  *
  * const log = await open("app.log", "a");
  * await log.write("record 1\n");
- * await fdatasync(log); // the record survives a power cut from here on
+ * await fdatasync(log); // the record's bytes survive a power cut from here on
  * await log.close();
+ * ```
+ *
+ * @example A log whose appends resolve once durable (group commit)
+ * ```ts ignore
+ * import { openLog } from "@posix/aio";
+ *
+ * await using log = await openLog("app.log"); // a new file's name is made durable too
+ * await log.append("record 1\n");
  * ```
  *
  * @module
  */
 
+export { syncDir, writeFileAtomic } from "./src/atomic.ts";
+export type { SyncDirOptions, WriteFileAtomicOptions } from "./src/atomic.ts";
 export { AioError } from "./src/errors.ts";
 export type { AioErrorOptions } from "./src/errors.ts";
+export { open } from "./src/file.ts";
+export type { AioFile, OpenOptions } from "./src/file.ts";
 export { configure, stats, target } from "./src/info.ts";
 export type { CompletionName, ConfigureOptions, Stats, Target } from "./src/info.ts";
+export { openLog, readLog } from "./src/log.ts";
+export type { AioLog, OpenLogOptions, ReadLogOptions } from "./src/log.ts";
 export { AioRequest, read, write } from "./src/requests.ts";
 export type { AioOperation, AioOptions, CancelResult, FdLike } from "./src/requests.ts";
 export { suspend } from "./src/suspend.ts";
 export type { SuspendOptions } from "./src/suspend.ts";
 export { fdatasync, fsync } from "./src/sync.ts";
+export type { SyncOptions } from "./src/sync.ts";

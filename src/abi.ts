@@ -93,6 +93,8 @@ export type ErrnoName =
   | "EDEADLK"
   | "ENOLCK"
   | "ENOSYS"
+  | "ELOOP"
+  | "ENAMETOOLONG"
   | "EOVERFLOW"
   | "ENOTSUP"
   | "EOPNOTSUPP"
@@ -191,6 +193,17 @@ export interface Features {
   readonly lio_listio: ListFeatures;
 }
 
+/**
+ * The `fcntl` commands that push a file's data through the drive's own write cache, where the
+ * platform has them (macOS): its `fsync` (and `aio_fsync`) stops at the drive.
+ */
+export interface FullSyncCommands {
+  /** `F_FULLFSYNC`: flush the file and the drive's cache to permanent storage. */
+  readonly F_FULLFSYNC: number;
+  /** `F_BARRIERFSYNC`: the file's data ordered before later writes by a barrier, no full flush. */
+  readonly F_BARRIERFSYNC: number;
+}
+
 /** Everything known about one target. */
 export interface TargetAbi {
   /** Which C library this is. */
@@ -216,6 +229,11 @@ export interface TargetAbi {
   /** The highest valid signal number: `SIGRTMAX` on Linux (64), `NSIG - 1` on macOS (31). */
   readonly max_signal: number;
   readonly constants: Constants;
+  /**
+   * The full-sync commands, or `null` where `fsync` already reaches permanent storage (Linux):
+   * then no sync is followed by an `fcntl`.
+   */
+  readonly full_sync: FullSyncCommands | null;
   readonly limits: Limits;
   readonly features: Features;
 }
@@ -266,6 +284,8 @@ const LINUX_ERRNO: ErrnoTable = {
   EDEADLK: 35,
   ENOLCK: 37,
   ENOSYS: 38,
+  ELOOP: 40,
+  ENAMETOOLONG: 36,
   EOVERFLOW: 75,
   ENOTSUP: 95,
   EOPNOTSUPP: 95,
@@ -313,6 +333,8 @@ const DARWIN_ERRNO: ErrnoTable = {
   EDEADLK: 11,
   ENOLCK: 77,
   ENOSYS: 78,
+  ELOOP: 62,
+  ENAMETOOLONG: 63,
   EOVERFLOW: 84,
   ENOTSUP: 45,
   EOPNOTSUPP: 102,
@@ -384,6 +406,7 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
   pointer_size: 8,
   max_signal: 64,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
+  full_sync: null,
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 20 },
   features: {
     sigev_thread: true,
@@ -406,6 +429,7 @@ const LINUX_X86_64_MUSL: TargetAbi = {
   pointer_size: 8,
   max_signal: 64,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
+  full_sync: null,
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 0 },
   features: {
     sigev_thread: true,
@@ -465,6 +489,8 @@ const DARWIN: TargetAbi = {
     SIGEV_SIGNAL: 1,
     SIGEV_THREAD: 3,
   },
+  // xnu bsd/sys/fcntl.h.
+  full_sync: { F_FULLFSYNC: 51, F_BARRIERFSYNC: 85 },
   // kern.aioprocmax and the aio_suspend entry limit default to 16.
   limits: { AIO_LISTIO_MAX: 16, per_process_in_flight: 16, aio_suspend_max_entries: 16 },
   features: {

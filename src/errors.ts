@@ -43,6 +43,8 @@ const DESCRIPTIONS: Readonly<Record<ErrnoName, string>> = {
   EDEADLK: "resource deadlock avoided",
   ENOLCK: "no locks available",
   ENOSYS: "function not implemented",
+  ELOOP: "too many levels of symbolic links",
+  ENAMETOOLONG: "file name too long",
   EOVERFLOW: "value too large for defined data type",
   ENOTSUP: "operation not supported",
   EOPNOTSUPP: "operation not supported",
@@ -70,6 +72,8 @@ export function errnoName(errno: number, constants: ErrnoTable): string {
 export interface AioErrorOptions {
   /** The file descriptor the failing call was about. */
   fd?: number;
+  /** The path the failing call was about. */
+  path?: string;
   /** The underlying cause, if any. */
   cause?: unknown;
   /**
@@ -110,23 +114,27 @@ export class AioError extends Error {
   readonly syscall: string;
   /** The file descriptor involved, when there is one. */
   readonly fd: number | undefined;
+  /** The path involved, when there is one (`open()`, `openLog()`, `syncDir()`, ...). */
+  readonly path: string | undefined;
 
   /**
    * Creates an AioError for an errno of the loaded platform (or of `options.errnos`).
    *
    * @param errno The platform's errno number.
    * @param syscall The C function or operation that failed.
-   * @param options The file descriptor involved, a cause, and the platform's errno values.
+   * @param options The file descriptor and path involved, a cause, and the platform's errno values.
    */
   constructor(errno: number, syscall: string, options: AioErrorOptions = {}) {
     const code = errnoName(errno, options.errnos ?? native().abi.constants);
     const description = DESCRIPTIONS[code as ErrnoName] ?? `errno ${errno}`;
-    const where = options.fd === undefined ? "" : ` (fd ${options.fd})`;
+    const at = options.path === undefined ? "" : ` '${options.path}'`;
+    const where = `${at}${options.fd === undefined ? "" : ` (fd ${options.fd})`}`;
     super(`${code}: ${description}, ${syscall}${where}`, { cause: options.cause });
     this.name = "AioError";
     this.code = code;
     this.errno = errno;
     this.syscall = syscall;
     this.fd = options.fd;
+    this.path = options.path;
   }
 }

@@ -1,0 +1,343 @@
+/**
+ * `openLog()`: an append-only log with group commit, and `readLog()` to read its records back.
+ *
+ * Appends wait in a queue. One batch at a time is made durable: every record queued is copied
+ * into one buffer, written with one `aio_write` at the end of the file (a short write is
+ * continued), and made durable with one `fdatasync` (through `fdatasync()`, so on macOS with
+ * `F_FULLFSYNC`); then every caller of the batch resolves. Appends arriving meanwhile form the
+ * next batch. The first failed write or sync is final: that batch, everything queued and every
+ * later append reject with it until the log is reopened (after a failed write-back Linux may
+ * drop the dirty pages, and a later sync would succeed with the data gone).
+ *
+ * @module
+ */
+
+import { syncDir } from "./atomic.ts";
+import { AioError } from "./errors.ts";
+import { type AioFile, open, writeAll } from "./file.ts";
+import { closeFd, O, openFd, statFd, toAioError, toData, toMode, toPath, truncateFd } from "./fs.ts";
+import { AioRequest } from "./requests.ts";
+import { fdatasync, toFullSync } from "./sync.ts";
+import { native } from "./target.ts";
+import { describe, toOptions } from "./validate.ts";
+
+/** Options of `openLog()`. */
+export interface OpenLogOptions {
+  /** Permissions of the file if the log creates it, before the umask. Default `0o666`. */
+  mode?: number;
+  /** macOS: each batch's sync with `F_FULLFSYNC` (default `true`). No effect on Linux. */
+  fullSync?: boolean;
+  /**
+   * What ends every record (a string as UTF-8, or bytes), as given to `readLog()`. When given,
+   * bytes after the last separator of an existing file (a record torn by a crash) are cut off,
+   * durably, before the log resolves, so new records never join them. Default: none, the file
+   * is kept as it is and new records go after whatever it ends with.
+   */
+  separator?: Uint8Array | string;
+}
+
+/** An append-only log whose appends resolve once durable, made by `openLog()`. */
+export interface AioLog {
+  /** The log file's path. */
+  readonly path: string;
+  /**
+   * Appends `data` (a string as UTF-8) as it is, right after the record appended before it;
+   * resolves once it is durable. Rejects with AioError if its batch's write or sync failed, and
+   * with that first failure for every later append.
+   */
+  append(data: Uint8Array | string): Promise<void>;
+  /** Waits for the appends already made to settle, then closes the file. Later appends reject with `EBADF`. */
+  close(): Promise<void>;
+  /** `close()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+interface Entry {
+  readonly bytes: Uint8Array;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+class Log implements AioLog {
+  readonly path: string;
+  readonly #fd: number;
+  readonly #fullSync: boolean;
+  #position: number;
+  #queue: Entry[] = [];
+  #flushing: Promise<void> | undefined;
+  #failure: unknown;
+  #closing: Promise<void> | undefined;
+
+  constructor(fd: number, path: string, position: number, fullSync: boolean) {
+    this.#fd = fd;
+    this.path = path;
+    this.#position = position;
+    this.#fullSync = fullSync;
+  }
+
+  append(data: Uint8Array | string): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = toData(data);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (this.#closing !== undefined) {
+      return Promise.reject(new AioError(native().abi.constants.EBADF, "write", { fd: this.#fd, path: this.path }));
+    }
+    // A record given as bytes is copied now: the caller may reuse its buffer at once. Not with
+    // `bytes.slice()`: a Node `Buffer`'s `slice` is a view of the same memory.
+    const record = typeof data === "string" ? bytes : new Uint8Array(bytes);
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ bytes: record, resolve, reject });
+      // The first append of a tick starts the batch after the appends of the same tick joined it.
+      this.#flushing ??= Promise.resolve().then(() => this.#flush());
+    });
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue;
+      this.#queue = [];
+      const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
+      try {
+        await writeAll(this.#fd, buffer, this.#position);
+        this.#position += buffer.length;
+        await fdatasync(this.#fd, { fullSync: this.#fullSync });
+      } catch (error) {
+        this.#failure = toAioError(error, "write", this.path, this.#fd);
+        for (const entry of batch) entry.reject(this.#failure);
+        for (const entry of this.#queue) entry.reject(this.#failure);
+        this.#queue = [];
+        break;
+      }
+      for (const entry of batch) entry.resolve();
+    }
+    this.#flushing = undefined;
+  }
+
+  close(): Promise<void> {
+    return this.#closing ??= (async () => {
+      while (this.#flushing !== undefined) await this.#flushing;
+      await closeFd(this.#fd, this.path);
+    })();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function concat(entries: readonly Entry[]): Uint8Array {
+  let length = 0;
+  for (const entry of entries) length += entry.bytes.length;
+  const buffer = new Uint8Array(length);
+  let offset = 0;
+  for (const entry of entries) {
+    buffer.set(entry.bytes, offset);
+    offset += entry.bytes.length;
+  }
+  return buffer;
+}
+
+/**
+ * Opens (creating it if needed) an append-only log at `path`. `append()` resolves once the
+ * record is durable; appends made while a batch is being synced share the next write and the
+ * next `fdatasync` (group commit), so many concurrent writers cost few syncs.
+ *
+ * The file holds exactly the records appended, in call order, with nothing added between them:
+ * frame them yourself (a newline after each JSON record, a length prefix...). New records go
+ * after the file's current end (the file is opened with `O_APPEND`, so a batch never overwrites
+ * what another writer appended; one log per file is what keeps the records together). The
+ * file's directory is synced before the log resolves (whoever created the file may not have
+ * done it), so the file's name survives a power cut as the records do.
+ *
+ * A crash can leave the end of the file torn: records of the last batch whole, one cut short,
+ * or missing (none of them was acknowledged). Read records back with `readLog()`, which stops
+ * at the first incomplete one. Give `options.separator` to have the log cut such a torn record
+ * off when it opens the file (else new records would be appended right after its bytes).
+ *
+ * Rejects with TypeError or RangeError naming a bad argument, AioError (`path`, `syscall`) if
+ * the file cannot be opened.
+ *
+ * @example Many concurrent writers, few syncs
+ * ```ts ignore
+ * import { openLog } from "@posix/aio";
+ *
+ * await using log = await openLog("events.log");
+ * await Promise.all(
+ *   Array.from({ length: 100 }, (_, i) => log.append(JSON.stringify({ i }) + "\n")),
+ * ); // every record is durable here: one write and one fdatasync, not 100
+ * ```
+ *
+ * @param path The log file's path, or a `file:` URL.
+ * @param options `mode` of a created file, `fullSync` (macOS), `separator` (cut a torn last
+ * record off).
+ */
+export async function openLog(path: string | URL, options?: OpenLogOptions): Promise<AioLog> {
+  const file = toPath(path);
+  const given = toOptions<OpenLogOptions>(options);
+  const mode = toMode(given.mode, 0o666);
+  const fullSync = toFullSync(given.fullSync);
+  const separator = given.separator === undefined ? undefined : toSeparator(given.separator);
+  native();
+  // Read access too when a torn tail may have to be found.
+  const access = separator === undefined ? O.O_WRONLY : O.O_RDWR;
+  const fd = await openFd(file, access | O.O_APPEND | O.O_CREAT, mode);
+  try {
+    let { size } = await statFd(fd, file);
+    if (separator !== undefined && size > 0) {
+      const end = await lastRecordEnd(fd, file, size, separator);
+      if (end < size) {
+        await truncateFd(fd, end, file);
+        await fdatasync(fd, { fullSync }).catch((error) => {
+          throw toAioError(error, "fdatasync", file, fd);
+        });
+        size = end;
+      }
+    }
+    // Whoever created the file (this call, an earlier one that crashed before syncing, another
+    // program) may not have synced its directory: without that, acknowledged records could
+    // vanish with the file's name.
+    await syncDir(parentOf(file), { fullSync });
+    return new Log(fd, file, size, fullSync);
+  } catch (error) {
+    await closeFd(fd, file).catch(() => {});
+    throw error;
+  }
+}
+
+/** `options.separator`: at least one byte. */
+function toSeparator(value: unknown): Uint8Array {
+  const separator = toData(value, "options.separator");
+  if (separator.length === 0) {
+    throw new RangeError(`Invalid options.separator: expected at least one byte, received ""`);
+  }
+  return separator;
+}
+
+/**
+ * Where the last complete record of the file ends: just after the last `separator` in its first
+ * `size` bytes, 0 if there is none. Reads backwards from the end, 64 KiB at a time.
+ */
+async function lastRecordEnd(fd: number, path: string, size: number, separator: Uint8Array): Promise<number> {
+  const chunk = Math.max(65536, 2 * separator.length);
+  let end = size;
+  while (end >= separator.length) {
+    // Each window overlaps the previous one by separator.length - 1 bytes.
+    const start = Math.max(0, end - chunk);
+    const window = new Uint8Array(end - start);
+    let filled = 0;
+    while (filled < window.length) {
+      const bytes = await AioRequest.read(fd, window.subarray(filled), start + filled).done.catch((error) => {
+        throw toAioError(error, "read", path, fd);
+      });
+      if (bytes === 0) break;
+      filled += bytes;
+    }
+    for (let at = filled - separator.length; at >= 0; at--) {
+      let match = true;
+      for (let j = 0; j < separator.length && match; j++) match = window[at + j] === separator[j];
+      if (match) return start + at + separator.length;
+    }
+    if (start === 0) break;
+    end = start + separator.length - 1;
+  }
+  return 0;
+}
+
+/** The directory holding `path`. */
+export function parentOf(path: string): string {
+  const end = path.replace(/\/+$/, "");
+  const slash = end.lastIndexOf("/");
+  if (slash < 0) return ".";
+  return slash === 0 ? "/" : end.slice(0, slash);
+}
+
+/** Options of `readLog()`. */
+export interface ReadLogOptions {
+  /**
+   * What ends every record (a string as UTF-8, or bytes). Default `"\n"`. The records are
+   * yielded without it; bytes after the last one are a torn record and are not yielded.
+   */
+  separator?: Uint8Array | string;
+  /** Bytes read per request. Default 65536. */
+  chunkSize?: number;
+}
+
+/**
+ * Reads back the records of a log whose every record ends with `separator`: yields each record
+ * (without its separator) in order, and stops at the end of the last complete one, so a record
+ * cut short by a crash is never yielded. Reads with `aio_read`.
+ *
+ * @example Replay a JSON-lines log after a restart
+ * ```ts ignore
+ * import { readLog } from "@posix/aio";
+ *
+ * const decoder = new TextDecoder();
+ * for await (const record of readLog("events.log", { separator: "\n" })) {
+ *   console.log(JSON.parse(decoder.decode(record)));
+ * }
+ * ```
+ *
+ * @param path The log file's path, or a `file:` URL.
+ * @param options `separator` (default `"\n"`) and `chunkSize`.
+ */
+export async function* readLog(path: string | URL, options?: ReadLogOptions): AsyncGenerator<Uint8Array, void> {
+  const file = toPath(path);
+  const given = toOptions<ReadLogOptions>(options);
+  const separator = given.separator === undefined ? new Uint8Array([10]) : toSeparator(given.separator);
+  const chunkSize = given.chunkSize ?? 65536;
+  if (typeof chunkSize !== "number") {
+    throw new TypeError(`Invalid options.chunkSize: expected a number, received ${describe(chunkSize)}`);
+  }
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
+    throw new RangeError(`Invalid options.chunkSize: expected a positive integer, received ${chunkSize}`);
+  }
+  const handle: AioFile = await open(file, { read: true });
+  try {
+    // The bytes not yielded yet are buffer[start, end). The buffer grows by doubling and is
+    // compacted only once half of it was consumed, and each byte is searched once (the last
+    // `separator.length - 1` twice): a record far longer than `chunkSize` is read in linear time.
+    let buffer = new Uint8Array(chunkSize);
+    let start = 0;
+    let end = 0;
+    let position = 0;
+    for (;;) {
+      if (buffer.length - end < chunkSize) {
+        const live = end - start;
+        if (live <= buffer.length / 2 && live + chunkSize <= buffer.length) {
+          buffer.copyWithin(0, start, end);
+        } else {
+          const grown = new Uint8Array(Math.max(buffer.length * 2, live + chunkSize));
+          grown.set(buffer.subarray(start, end));
+          buffer = grown;
+        }
+        start = 0;
+        end = live;
+      }
+      const bytes = await handle.read(buffer.subarray(end, end + chunkSize), position);
+      if (bytes === 0) return;
+      position += bytes;
+      let from = Math.max(start, end - separator.length + 1);
+      end += bytes;
+      const view = buffer.subarray(0, end);
+      for (let at = indexOf(view, separator, from); at >= 0; at = indexOf(view, separator, from)) {
+        yield buffer.slice(start, at);
+        start = from = at + separator.length;
+      }
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number {
+  if (needle.length === 1) return haystack.indexOf(needle[0], from);
+  outer: for (let i = from; i <= haystack.length - needle.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
