@@ -19,12 +19,19 @@
  * @module
  */
 
+export { syncDir, writeFileAtomic } from "./src/atomic.ts";
+export type { SyncDirOptions, WriteFileAtomicOptions } from "./src/atomic.ts";
 export { AioError } from "./src/errors.ts";
 export type { AioErrorOptions } from "./src/errors.ts";
+export { open } from "./src/file.ts";
+export type { AioFile, OpenOptions } from "./src/file.ts";
 export { configure, stats, target } from "./src/info.ts";
 export type { CompletionName, ConfigureOptions, Stats, Target } from "./src/info.ts";
+export { openLog, readLog } from "./src/log.ts";
+export type { AioLog, OpenLogOptions, ReadLogOptions } from "./src/log.ts";
 export { AioRequest, read, write } from "./src/requests.ts";
 export type { AioOperation, AioOptions, CancelResult, FdLike } from "./src/requests.ts";
 export { suspend } from "./src/suspend.ts";
 export type { SuspendOptions } from "./src/suspend.ts";
 export { fdatasync, fsync } from "./src/sync.ts";
+export type { SyncOptions } from "./src/sync.ts";

@@ -50,9 +50,17 @@ function loadFfi(): BunFfi {
   return meta.require("bun:ffi") as BunFfi;
 }
 
+/** Every symbol marked `offThread`, by its exported name, as the Workers bind them. */
+const OFF_THREAD: Record<string, { args: string[]; returns: string }> = Object.fromEntries(
+  (Object.entries(SYMBOLS) as [string, SymbolDefinition][])
+    .filter(([, def]) => def.offThread)
+    .map(([key, def]) => [def.symbol ?? key, bunDefinition(def)]),
+);
+
 /**
- * Runs in each Worker: opens the library by the same path and performs one blocking call per
- * message, answering with its result and the errno of that thread.
+ * Runs in each Worker: opens the library by the same path, binding every off-thread symbol,
+ * and performs one blocking call per message, answering with its result and the errno of that
+ * thread.
  */
 const WORKER_SOURCE = `
 const { dlopen, toArrayBuffer } = require("bun:ffi");
@@ -60,7 +68,7 @@ let lib;
 self.onmessage = (event) => {
   const [path, errnoSymbol, name, args] = event.data;
   lib ??= dlopen(path, {
-    aio_suspend: ${JSON.stringify(bunDefinition(SYMBOLS.aio_suspend))},
+    ...${JSON.stringify(OFF_THREAD)},
     [errnoSymbol]: ${JSON.stringify(bunDefinition(ERRNO_DEFINITION))},
   });
   const result = lib.symbols[name](...args);

@@ -162,6 +162,17 @@ export interface Features {
   readonly requeue_on_eagain: boolean;
 }
 
+/**
+ * The `fcntl` commands that push a file's data through the drive's own write cache, where the
+ * platform has them (macOS): its `fsync` (and `aio_fsync`) stops at the drive.
+ */
+export interface FullSyncCommands {
+  /** `F_FULLFSYNC`: flush the file and the drive's cache to permanent storage. */
+  readonly F_FULLFSYNC: number;
+  /** `F_BARRIERFSYNC`: the file's data ordered before later writes by a barrier, no full flush. */
+  readonly F_BARRIERFSYNC: number;
+}
+
 /** Everything known about one target. */
 export interface TargetAbi {
   /** Which C library this is. */
@@ -176,6 +187,11 @@ export interface TargetAbi {
   /** `struct aioinit`, or `null` where there is no `aio_init()`. */
   readonly aioinit: AioinitLayout | null;
   readonly constants: Constants;
+  /**
+   * The full-sync commands, or `null` where `fsync` already reaches permanent storage (Linux):
+   * then no sync is followed by an `fcntl`.
+   */
+  readonly full_sync: FullSyncCommands | null;
   readonly limits: Limits;
   readonly features: Features;
 }
@@ -340,6 +356,7 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
   // struct aioinit: eight ints; aio_threads first, aio_num second, aio_idle_time seventh.
   aioinit: { size: 32, aio_threads: [0, 4], aio_num: [4, 4], aio_idle_time: [24, 4] },
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
+  full_sync: null,
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 20 },
   features: { sigev_thread: true, requeue_on_eagain: false },
 };
@@ -354,6 +371,7 @@ const LINUX_X86_64_MUSL: TargetAbi = {
   timespec: TIMESPEC_64,
   aioinit: null,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
+  full_sync: null,
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 0 },
   features: { sigev_thread: true, requeue_on_eagain: false },
 };
@@ -405,6 +423,8 @@ const DARWIN: TargetAbi = {
     SIGEV_SIGNAL: 1,
     SIGEV_THREAD: 3,
   },
+  // xnu bsd/sys/fcntl.h.
+  full_sync: { F_FULLFSYNC: 51, F_BARRIERFSYNC: 85 },
   // kern.aioprocmax and the aio_suspend entry limit default to 16.
   limits: { AIO_LISTIO_MAX: 16, per_process_in_flight: 16, aio_suspend_max_entries: 16 },
   features: { sigev_thread: false, requeue_on_eagain: true },

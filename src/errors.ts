@@ -70,6 +70,8 @@ export function errnoName(errno: number): string {
 export interface AioErrorOptions {
   /** The file descriptor the failing call was about. */
   fd?: number;
+  /** The path the failing call was about. */
+  path?: string;
   /** The underlying cause, if any. */
   cause?: unknown;
 }
@@ -104,23 +106,27 @@ export class AioError extends Error {
   readonly syscall: string;
   /** The file descriptor involved, when there is one. */
   readonly fd: number | undefined;
+  /** The path involved, when there is one (`open()`, `openLog()`, `syncDir()`, ...). */
+  readonly path: string | undefined;
 
   /**
    * Creates an AioError for an errno of the loaded platform.
    *
    * @param errno The platform's errno number.
    * @param syscall The C function or operation that failed.
-   * @param options The file descriptor involved and a cause.
+   * @param options The file descriptor and path involved, and a cause.
    */
   constructor(errno: number, syscall: string, options: AioErrorOptions = {}) {
     const code = errnoName(errno);
     const description = DESCRIPTIONS[code as ErrnoName] ?? `errno ${errno}`;
-    const where = options.fd === undefined ? "" : ` (fd ${options.fd})`;
+    const at = options.path === undefined ? "" : ` '${options.path}'`;
+    const where = `${at}${options.fd === undefined ? "" : ` (fd ${options.fd})`}`;
     super(`${code}: ${description}, ${syscall}${where}`, { cause: options.cause });
     this.name = "AioError";
     this.code = code;
     this.errno = errno;
     this.syscall = syscall;
     this.fd = options.fd;
+    this.path = options.path;
   }
 }

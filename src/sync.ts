@@ -12,12 +12,61 @@
  * included: after a write-back error Linux may mark the pages clean, so the queued sync could
  * "succeed" with the data gone (fsyncgate).
  *
+ * Where the platform's table has full-sync commands (macOS, whose `fsync` and `aio_fsync` stop
+ * at the drive's write cache), a sync succeeds only after `fcntl(fd, F_FULLFSYNC)` too, called off
+ * the JavaScript thread; where the file system refuses it, `F_BARRIERFSYNC`; where that is
+ * refused too, the `aio_fsync` already done stands as the plain fsync (libuv's order). Every
+ * sync of the module goes through here, so the durable layer is as durable as the runtime's own
+ * `fsync` there.
+ *
  * @module
  */
 
 import { AioError } from "./errors.ts";
 import { type AioOptions, AioRequest, type FdLike } from "./requests.ts";
-import { toFd, toOptions, toSignal } from "./validate.ts";
+import { type Loaded, native } from "./target.ts";
+import { describe, toFd, toOptions, toSignal } from "./validate.ts";
+
+/** Options of `fsync()` and `fdatasync()`. */
+export interface SyncOptions extends AioOptions {
+  /**
+   * On macOS, follow the sync with `fcntl(F_FULLFSYNC)` (falling back to `F_BARRIERFSYNC`), as
+   * Node and Deno do in their own `fsync`, so the data passes the drive's write cache. Default
+   * `true`; `false` skips it (faster, but not safe against a power cut). No effect on Linux,
+   * whose `fsync` reaches permanent storage already.
+   */
+  fullSync?: boolean;
+}
+
+/** `options.fullSync`: a boolean, `true` when left out. */
+export function toFullSync(value: unknown, name = "options.fullSync"): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== "boolean") {
+    throw new TypeError(`Invalid ${name}: expected a boolean, received ${describe(value)}`);
+  }
+  return value;
+}
+
+/**
+ * The full-sync step after a successful `aio_fsync`, where `loaded`'s table has one: `fcntl(fd,
+ * F_FULLFSYNC)` off the JavaScript thread; if refused, `fcntl(fd, F_BARRIERFSYNC)`; if refused
+ * too, nothing more (the `aio_fsync` was the plain fsync). A refusal is `EINVAL`, `ENOTSUP`,
+ * `EOPNOTSUPP` or `ENOTTY` (a file system or file type without it), or any failure where the
+ * runtime cannot tell the errno of an off-thread call (Deno): then, like libuv, every failure
+ * falls back. Any other failure rejects with AioError, `syscall` `"fcntl"`.
+ */
+export async function fullSync(loaded: Loaded, fd: number): Promise<void> {
+  const commands = loaded.abi.full_sync;
+  if (commands === null) return;
+  const { EINVAL, ENOTSUP, EOPNOTSUPP, ENOTTY } = loaded.abi.constants;
+  for (const command of [commands.F_FULLFSYNC, commands.F_BARRIERFSYNC]) {
+    const { result, errno } = await loaded.c.fcntl(fd, command);
+    if (result !== -1) return;
+    const refused = errno === undefined || errno === EINVAL || errno === ENOTSUP || errno === EOPNOTSUPP
+      || errno === ENOTTY;
+    if (!refused) throw new AioError(errno, "fcntl", { fd });
+  }
+}
 
 interface Caller {
   readonly resolve: () => void;
@@ -30,6 +79,8 @@ interface Caller {
 
 interface Batch {
   syscall: "fsync" | "fdatasync";
+  /** A caller asked for the full-sync step (the default). */
+  full: boolean;
   readonly callers: Set<Caller>;
   request?: AioRequest;
 }
@@ -37,6 +88,8 @@ interface Batch {
 interface Lane {
   running: Batch | null;
   queued: Batch | null;
+  /** The platform whose table says whether a full-sync step follows (tests give Darwin's). */
+  readonly platform: () => Loaded;
 }
 
 const lanes = new Map<number, Lane>();
@@ -68,7 +121,14 @@ function run(fd: number, lane: Lane): void {
   }
   batch.request = request;
   request.done.then(
-    () => next(fd, lane, batch, undefined),
+    () => {
+      const loaded = lane.platform();
+      if (!batch.full || loaded.abi.full_sync === null) return next(fd, lane, batch, undefined);
+      fullSync(loaded, fd).then(
+        () => next(fd, lane, batch, undefined),
+        (error) => next(fd, lane, batch, error),
+      );
+    },
     (error) => next(fd, lane, batch, error),
   );
 }
@@ -104,12 +164,24 @@ function abort(lane: Lane, caller: Caller): void {
   // Shared with other callers, or not canceled: it settles as libc finishes it.
 }
 
-function sync(fdLike: FdLike, options: AioOptions | undefined, syscall: "fsync" | "fdatasync"): Promise<void> {
+/**
+ * `fsync()` or `fdatasync()` (`syscall`), the full-sync step decided by `platform`'s table: the
+ * loaded C library's, or in tests the same library with Darwin's table.
+ */
+export function syncWith(
+  fdLike: FdLike,
+  options: SyncOptions | undefined,
+  syscall: "fsync" | "fdatasync",
+  platform: () => Loaded = native,
+): Promise<void> {
   let fd: number;
   let signal: AbortSignal | undefined;
+  let full: boolean;
   try {
     fd = toFd(fdLike);
-    signal = toSignal(toOptions<AioOptions>(options).signal);
+    const checked = toOptions<SyncOptions>(options);
+    signal = toSignal(checked.signal);
+    full = toFullSync(checked.fullSync);
   } catch (error) {
     return Promise.reject(error);
   }
@@ -119,16 +191,17 @@ function sync(fdLike: FdLike, options: AioOptions | undefined, syscall: "fsync" 
     let lane = lanes.get(fd);
     let start = false;
     if (lane === undefined) {
-      lane = { running: null, queued: null };
+      lane = { running: null, queued: null, platform };
       lanes.set(fd, lane);
     }
     let batch: Batch;
     if (lane.running === null) {
-      batch = lane.running = { syscall, callers: new Set() };
+      batch = lane.running = { syscall, full, callers: new Set() };
       start = true;
     } else {
-      batch = lane.queued ??= { syscall, callers: new Set() };
+      batch = lane.queued ??= { syscall, full, callers: new Set() };
       if (syscall === "fsync") batch.syscall = "fsync";
+      if (full) batch.full = true;
     }
     batch.callers.add(caller);
     if (signal !== undefined) {
@@ -145,7 +218,8 @@ function sync(fdLike: FdLike, options: AioOptions | undefined, syscall: "fsync" 
  * without blocking the event loop or the runtime's thread pool.
  *
  * Rejects with AioError: `syscall` `"aio_fsync"` if libc refused the request (`EBADF` for a
- * closed fd), `"fsync"` if the sync itself failed (`EIO`: treat the data as lost).
+ * closed fd), `"fsync"` if the sync itself failed (`EIO`: treat the data as lost), `"fcntl"` if
+ * macOS's full sync failed.
  *
  * @example
  * ```ts ignore
@@ -159,10 +233,11 @@ function sync(fdLike: FdLike, options: AioOptions | undefined, syscall: "fsync" 
  * ```
  *
  * @param fd The file descriptor, or an object with a numeric `fd`.
- * @param options An AbortSignal; aborting cancels the sync if libc has not started it.
+ * @param options An AbortSignal (aborting cancels the sync if libc has not started it), and
+ * `fullSync` (macOS: `false` skips `F_FULLFSYNC`).
  */
-export function fsync(fd: FdLike, options?: AioOptions): Promise<void> {
-  return sync(fd, options, "fsync");
+export function fsync(fd: FdLike, options?: SyncOptions): Promise<void> {
+  return syncWith(fd, options, "fsync");
 }
 
 /**
@@ -180,8 +255,9 @@ export function fsync(fd: FdLike, options?: AioOptions): Promise<void> {
  * ```
  *
  * @param fd The file descriptor, or an object with a numeric `fd`.
- * @param options An AbortSignal; aborting cancels the sync if libc has not started it.
+ * @param options An AbortSignal (aborting cancels the sync if libc has not started it), and
+ * `fullSync` (macOS: `false` skips `F_FULLFSYNC`).
  */
-export function fdatasync(fd: FdLike, options?: AioOptions): Promise<void> {
-  return sync(fd, options, "fdatasync");
+export function fdatasync(fd: FdLike, options?: SyncOptions): Promise<void> {
+  return syncWith(fd, options, "fdatasync");
 }

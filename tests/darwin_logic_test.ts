@@ -6,21 +6,36 @@
  */
 
 import assert from "node:assert/strict";
-import { ABI } from "../src/abi.ts";
+import * as fs from "node:fs";
+import { AioError } from "../mod.ts";
+import { ABI, type FullSyncCommands } from "../src/abi.ts";
 import { ControlBlock } from "../src/control_block.ts";
 import { Engine, type EngineOperation, selectCompletion } from "../src/engine.ts";
+import { fullSync, syncWith } from "../src/sync.ts";
 import { type Loaded, native } from "../src/target.ts";
 import { waitAny } from "../src/wait.ts";
 import { test } from "./harness.ts";
-import { fifo, sleep, tempDir, within } from "./helpers.ts";
+import { closedFd, fifo, quiescent, runtime, sleep, tempDir, tempFile, withDir, within } from "./helpers.ts";
+
+const EINVAL = (): number => native().abi.constants.EINVAL;
 
 const DARWIN = ABI["darwin-x86_64"];
 
 /** The largest `nent` passed to `aio_suspend` through a `darwinLike()` library, and how often. */
 const suspendCalls = { largest: 0, count: 0 };
 
-/** This machine's C library, with Darwin's limits and behaviours (and `limit` in flight). */
-function darwinLike(limit: number | null = DARWIN.limits.per_process_in_flight): Loaded {
+/** Every `fcntl` made through a `darwinLike()` library: fd, command, result and errno. */
+const fcntlCalls: { fd: number; cmd: number; result: number; errno: number | undefined }[] = [];
+
+/**
+ * This machine's C library, with Darwin's limits and behaviours (and `limit` in flight), and
+ * Darwin's full-sync commands (or `full`). Real glibc refuses Darwin's `F_FULLFSYNC` (51) and
+ * `F_BARRIERFSYNC` (85) with EINVAL, as a macOS file system without them does.
+ */
+function darwinLike(
+  limit: number | null = DARWIN.limits.per_process_in_flight,
+  full?: FullSyncCommands,
+): Loaded {
   const loaded = native();
   const c = { ...loaded.c };
   c.aio_suspend = (list, nent, timeout) => {
@@ -28,11 +43,17 @@ function darwinLike(limit: number | null = DARWIN.limits.per_process_in_flight):
     suspendCalls.count++;
     return loaded.c.aio_suspend(list, nent, timeout);
   };
+  c.fcntl = async (fd, cmd) => {
+    const outcome = await loaded.c.fcntl(fd, cmd);
+    fcntlCalls.push({ fd, cmd, ...outcome });
+    return outcome;
+  };
   return {
     ...loaded,
     c,
     abi: {
       ...loaded.abi,
+      full_sync: full ?? DARWIN.full_sync,
       limits: { ...DARWIN.limits, per_process_in_flight: limit },
       features: DARWIN.features,
     },
@@ -213,5 +234,109 @@ test("no SIGEV_THREAD: the default is a polling or suspending strategy, and thre
   for (const requested of ["thread", "poll+thread"]) {
     const asking = { ...loaded, backend: { ...loaded.backend, env: () => requested } };
     assert.throws(() => selectCompletion(asking), /has no SIGEV_THREAD/);
+  }
+});
+
+// Linux's F_GETFD: succeeds on any open fd, standing in for a full sync the file system takes.
+const F_GETFD = 1;
+
+/** The `fcntl` calls made on `fd`: command, and whether it succeeded. */
+const fcntlOf = (fd: number): { cmd: number; ok: boolean }[] =>
+  fcntlCalls.filter((call) => call.fd === fd).map(({ cmd, result }) => ({ cmd, ok: result !== -1 }));
+
+test("full sync: F_FULLFSYNC refused falls back to F_BARRIERFSYNC, refused too: the aio_fsync stands", async () => {
+  await withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    try {
+      fcntlCalls.length = 0;
+      fs.writeSync(fd, "record\n");
+      await fullSync(darwinLike(), fd);
+      assert.deepEqual(fcntlOf(fd), [{ cmd: 51, ok: false }, { cmd: 85, ok: false }]);
+      // Deno cannot read the errno of an off-thread call; Bun's worker reads it.
+      const errnos = fcntlCalls.map((call) => call.errno);
+      assert.deepEqual(errnos, runtime === "bun" ? [EINVAL(), EINVAL()] : [undefined, undefined]);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+  await quiescent();
+});
+
+test("full sync: a first command the file system takes ends the chain", async () => {
+  await withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    try {
+      fcntlCalls.length = 0;
+      await fullSync(darwinLike(null, { F_FULLFSYNC: F_GETFD, F_BARRIERFSYNC: 85 }), fd);
+      assert.deepEqual(fcntlOf(fd), [{ cmd: F_GETFD, ok: true }]);
+      fcntlCalls.length = 0;
+      await fullSync(darwinLike(null, { F_FULLFSYNC: 51, F_BARRIERFSYNC: F_GETFD }), fd);
+      assert.deepEqual(fcntlOf(fd), [{ cmd: 51, ok: false }, { cmd: F_GETFD, ok: true }]);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+});
+
+test("full sync: a failure that is not a refusal rejects with AioError syscall fcntl (where errno is known)", async () => {
+  await withDir(async (dir) => {
+    const fd = closedFd(dir);
+    fcntlCalls.length = 0;
+    const outcome = await fullSync(darwinLike(), fd).then(() => "resolved", (error) => error);
+    if (runtime === "bun") {
+      assert.ok(outcome instanceof AioError);
+      assert.equal(outcome.code, "EBADF");
+      assert.equal(outcome.syscall, "fcntl");
+      assert.equal(outcome.fd, fd);
+      assert.deepEqual(fcntlOf(fd), [{ cmd: 51, ok: false }], "no fallback after EBADF");
+    } else {
+      // Deno: errno unknown, every failure falls back (libuv's rule); aio_fsync had failed first anyway.
+      assert.equal(outcome, "resolved");
+      assert.deepEqual(fcntlOf(fd), [{ cmd: 51, ok: false }, { cmd: 85, ok: false }]);
+    }
+  });
+});
+
+test("fsync()/fdatasync() follow the aio_fsync with the full sync where the table says so; fullSync: false skips it", async () => {
+  await withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    try {
+      const darwin = darwinLike();
+      for (const syscall of ["fsync", "fdatasync"] as const) {
+        fcntlCalls.length = 0;
+        fs.writeSync(fd, `${syscall}\n`);
+        await syncWith(fd, undefined, syscall, () => darwin);
+        assert.deepEqual(fcntlOf(fd).map((call) => call.cmd), [51, 85], syscall);
+        fcntlCalls.length = 0;
+        await syncWith(fd, { fullSync: false }, syscall, () => darwin);
+        assert.deepEqual(fcntlOf(fd), [], `${syscall} with fullSync: false`);
+      }
+      // Linux's own table has no full sync: nothing after the aio_fsync.
+      fcntlCalls.length = 0;
+      await syncWith(fd, undefined, "fdatasync", () => ({ ...darwin, abi: native().abi }));
+      assert.deepEqual(fcntlOf(fd), []);
+      // Merged callers share one chain; one caller wanting it is enough.
+      fcntlCalls.length = 0;
+      const first = syncWith(fd, { fullSync: false }, "fdatasync", () => darwin);
+      const merged = Array.from(
+        { length: 20 },
+        (_, i) => syncWith(fd, { fullSync: i === 7 }, "fdatasync", () => darwin),
+      );
+      await within(Promise.all([first, ...merged]), 10_000, "the syncs");
+      assert.deepEqual(fcntlOf(fd).map((call) => call.cmd), [51, 85], "one chain, for the queued batch only");
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+  await quiescent();
+});
+
+test("the tables: Darwin has F_FULLFSYNC 51 and F_BARRIERFSYNC 85, Linux none", () => {
+  assert.deepEqual(ABI["darwin-x86_64"].full_sync, { F_FULLFSYNC: 51, F_BARRIERFSYNC: 85 });
+  assert.deepEqual(ABI["darwin-aarch64"].full_sync, { F_FULLFSYNC: 51, F_BARRIERFSYNC: 85 });
+  for (
+    const name of ["linux-x86_64-glibc", "linux-aarch64-glibc", "linux-x86_64-musl", "linux-aarch64-musl"] as const
+  ) {
+    assert.equal(ABI[name].full_sync, null, name);
   }
 });
