@@ -412,9 +412,13 @@ async function point(
     load_cpu_percent: Math.round(report.load_cpu_ms / 10 / report.seconds * 10) / 10,
   };
   if (device === "disk+1ms") {
-    const syncs = fs.readFileSync(straceLog, "utf8").split("\n")
-      .filter((line) => /fdatasync\(/.test(line) && !line.includes("resumed>")).length;
-    row.records_per_sync = Math.round(report.acked.length / Math.max(1, syncs) * 10) / 10;
+    // The fd synced most often is the record file's (the runtime may sync files of its own).
+    const perFd = new Map<string, number>();
+    for (const match of fs.readFileSync(straceLog, "utf8").matchAll(/fdatasync\((\d+)/g)) {
+      perFd.set(match[1], (perFd.get(match[1]) ?? 0) + 1);
+    }
+    const syncs = Math.max(1, ...perFd.values());
+    row.records_per_sync = Math.round(report.acked.length / syncs * 10) / 10;
   }
   fs.rmSync(file, { force: true });
   fs.rmSync(straceLog, { force: true });
@@ -440,10 +444,13 @@ async function main(args: string[]): Promise<void> {
   const dir = fs.mkdtempSync(path.join(base, "posix-aio-server-bench-"));
   const ticks = clockTicks();
   try {
+    const total = runtimes.length * devices.length * connections.length * variants.length;
+    let done = 0;
     for (const runtime of runtimes) {
       for (const device of devices) {
         for (const count of connections) {
           for (const variant of variants) {
+            console.error(`point ${++done}/${total}: ${runtime} ${device} ${variant} ${count} connections`);
             const row = await point(runtime, device, variant, count, { dir, seconds, ticks, pin });
             console.log(JSON.stringify(row));
           }
