@@ -1,7 +1,9 @@
 /**
  * POSIX asynchronous I/O for Deno and Bun, straight from the C library through FFI: durable
  * `fsync`/`fdatasync` that block neither the event loop nor the runtime's thread pool, and
- * positioned `read`/`write`, all as Promises. The C-faithful layer is `@posix/aio/posix`.
+ * positioned `read`/`write`, all as Promises. On them, the durable patterns: a file handle
+ * (`open`), a group-committed log (`openLog`, `readLog`), atomic replace (`writeFileAtomic`) and
+ * directory sync (`syncDir`). The C-faithful layer is `@posix/aio/posix`.
  *
  * Deno needs `--allow-ffi`. Nothing is loaded until the first call.
  *
@@ -12,8 +14,16 @@
  *
  * const log = await open("app.log", "a");
  * await log.write("record 1\n");
- * await fdatasync(log); // the record survives a power cut from here on
+ * await fdatasync(log); // the record's bytes survive a power cut from here on
  * await log.close();
+ * ```
+ *
+ * @example A log whose appends resolve once durable (group commit)
+ * ```ts ignore
+ * import { openLog } from "@posix/aio";
+ *
+ * await using log = await openLog("app.log"); // a new file's name is made durable too
+ * await log.append("record 1\n");
  * ```
  *
  * @module

@@ -163,11 +163,11 @@ export function openFlags(options: OpenOptions | undefined): number {
   const create = toBoolean(given.create, false, "options.create");
   const truncate = toBoolean(given.truncate, false, "options.truncate");
   const createNew = toBoolean(given.createNew, false, "options.createNew");
-  if (!read && !write) {
-    throw new RangeError("Invalid options: expected at least one of read, write or append to be true");
-  }
   for (const [name, value] of [["create", create], ["createNew", createNew], ["truncate", truncate]] as const) {
     if (value && !write) throw new RangeError(`Invalid options.${name}: it needs options.write or options.append`);
+  }
+  if (!read && !write) {
+    throw new RangeError("Invalid options: expected at least one of read, write or append to be true");
   }
   if (truncate && append) throw new RangeError("Invalid options.truncate: it cannot be combined with options.append");
   let flags = read && write ? O.O_RDWR : write ? O.O_WRONLY : O.O_RDONLY;

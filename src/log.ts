@@ -139,7 +139,8 @@ function concat(entries: readonly Entry[]): Uint8Array {
  *
  * The file holds exactly the records appended, in call order, with nothing added between them:
  * frame them yourself (a newline after each JSON record, a length prefix...). New records go
- * after the file's current end. If the log creates the file, its directory is synced before
+ * after the file's current end (the file is opened with `O_APPEND`, so a batch never overwrites
+ * what another writer appended; one log per file is what keeps the records together). If the log creates the file, its directory is synced before
  * the log resolves, so the file's name survives a power cut as the records do.
  *
  * A crash can leave the end of the file torn: records of the last batch whole, one cut short,
@@ -171,11 +172,11 @@ export async function openLog(path: string | URL, options?: OpenLogOptions): Pro
   let created = true;
   let fd: number;
   try {
-    fd = await openFd(file, O.O_WRONLY | O.O_CREAT | O.O_EXCL, mode);
+    fd = await openFd(file, O.O_WRONLY | O.O_APPEND | O.O_CREAT | O.O_EXCL, mode);
   } catch (error) {
     if (!(error instanceof AioError) || error.code !== "EEXIST") throw error;
     created = false;
-    fd = await openFd(file, O.O_WRONLY, mode);
+    fd = await openFd(file, O.O_WRONLY | O.O_APPEND, mode);
   }
   try {
     const { size } = await statFd(fd, file);

@@ -1,0 +1,547 @@
+/**
+ * The durable layer on real files, in both runtimes: `open()`/AioFile, `openLog()`/`readLog()`,
+ * `syncDir()`, `writeFileAtomic()`. strace proves the order of what reaches the kernel (each
+ * acknowledged record written, then fdatasync(2) of that fd, before its promise resolved; for
+ * the atomic replace: write, fdatasync, rename, fsync of the directory) and injects device
+ * faults (EIO, ENOSPC) into the writes and syncs.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { AioError, fdatasync, fsync, open, openLog, readLog, syncDir, target, writeFileAtomic } from "../mod.ts";
+import { test } from "./harness.ts";
+import { hasProgram, lastJson, quiescent, root, run, runtimeCommand, tempDir, withDir, within } from "./helpers.ts";
+
+const skip = hasProgram("strace") ? false : "strace is not installed";
+const decoder = new TextDecoder();
+const fixture = (name: string): string => path.join(root, "tests", "fixtures", name);
+
+/** One system call seen by strace: entry and exit are line numbers of the log (same for a whole line). */
+interface Call {
+  readonly pid: string;
+  readonly name: string;
+  args: string;
+  ret: string;
+  readonly entry: number;
+  exit: number;
+}
+
+/** The calls of a `strace -f` log, `<unfinished ...>` and `<... resumed>` halves joined. */
+function parseTrace(log: string): Call[] {
+  const calls: Call[] = [];
+  const unfinished = new Map<string, Call>();
+  log.split("\n").forEach((line, index) => {
+    let match = /^(\d+)\s+<\.\.\. (\w+) resumed>(.*?)\)\s+= (.*)$/.exec(line);
+    if (match) {
+      const call = unfinished.get(match[1]);
+      if (call !== undefined) {
+        call.args += match[3];
+        call.ret = match[4];
+        call.exit = index;
+        unfinished.delete(match[1]);
+      }
+      return;
+    }
+    match = /^(\d+)\s+(\w+)\((.*) <unfinished \.\.\.>$/.exec(line);
+    if (match) {
+      const call = { pid: match[1], name: match[2], args: match[3], ret: "", entry: index, exit: -1 };
+      calls.push(call);
+      unfinished.set(match[1], call);
+      return;
+    }
+    match = /^(\d+)\s+(\w+)\((.*)\)\s+= (.*)$/.exec(line);
+    if (match) calls.push({ pid: match[1], name: match[2], args: match[3], ret: match[4], entry: index, exit: index });
+  });
+  return calls;
+}
+
+/** The fd returned by the first successful open of `file` after line `after`. */
+function openedFd(calls: Call[], file: string, after = -1): { fd: number; call: Call } {
+  const opens = calls.filter((call) =>
+    (call.name === "openat" || call.name === "open") && call.args.includes(`"${file}"`) && /^\d+$/.test(call.ret)
+    && call.entry > after
+  );
+  assert.ok(opens.length > 0, `no open of ${file} in the trace`);
+  const call = opens[0];
+  return { fd: Number(call.ret), call };
+}
+
+const onFd = (calls: Call[], names: string[], fd: number, after: number): Call[] =>
+  calls.filter((call) => names.includes(call.name) && call.args.startsWith(`${fd}`) && call.entry > after)
+    .filter((call) => new RegExp(`^${fd}(,|$)`).test(call.args));
+
+/** Runs a fixture under strace; returns its result and the parsed trace. */
+async function traced(name: string, options: string[], args: string[]) {
+  const { dir, remove } = tempDir();
+  try {
+    const log = path.join(dir, "strace.log");
+    const command = ["strace", "-f", "--seccomp-bpf", "-qq", "-s", "65536", "-o", log, ...options];
+    const result = await run([...command, ...runtimeCommand(fixture(name)), ...args], { timeout: 90_000 });
+    return { result, calls: parseTrace(fs.readFileSync(log, "utf8")) };
+  } finally {
+    remove();
+  }
+}
+
+const outcome = (promise: Promise<unknown>): Promise<unknown> => promise.then(() => "resolved", (error) => error);
+
+async function rejectsWith(
+  promise: Promise<unknown>,
+  type: abstract new(...args: never[]) => Error,
+  pattern: RegExp,
+): Promise<void> {
+  const error = await outcome(promise);
+  assert.ok(error instanceof type, `expected a ${type.name}, got ${error}`);
+  assert.match((error as Error).message, pattern);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proof, with strace.
+
+test(
+  "each acknowledged record was written, then fdatasync(2) of that fd returned, before its promise resolved",
+  async () => {
+    await withDir(async (dir) => {
+      const trace = "trace=pwrite64,write,fdatasync,fsync,openat,open";
+      const { result, calls } = await traced("durable_log.ts", ["-e", trace], ["order", dir]);
+      assert.equal(result.status, 0, result.stderr);
+      const report = lastJson<{ ids: string[]; exact: boolean; pending: number; allocated: number }>(result);
+      assert.equal(report.exact, true, "the file is the records concatenated in call order");
+      assert.deepEqual([report.pending, report.allocated], [0, 0]);
+      const log = openedFd(calls, path.join(dir, "log"));
+      const acks = openedFd(calls, path.join(dir, "acks"));
+      const writes = onFd(calls, ["pwrite64", "write"], log.fd, log.call.exit);
+      const syncs = onFd(calls, ["fdatasync"], log.fd, log.call.exit);
+      const acked = onFd(calls, ["write", "pwrite64"], acks.fd, acks.call.exit);
+      assert.equal(acked.length, 200, "200 acknowledgements");
+      assert.ok(
+        writes.length >= 1 && writes.length <= 10,
+        `10 ticks of appends make at most 10 batches (${writes.length})`,
+      );
+      assert.equal(syncs.length, writes.length, "one fdatasync per batch write");
+      for (const ack of acked) {
+        const id = /"ack ([\d.]+)\\n"/.exec(ack.args)![1];
+        const holding = writes.filter((write) => write.args.includes(`<rec-${id};>`));
+        assert.equal(holding.length, 1, `record ${id} is in exactly one write`);
+        const [write] = holding;
+        assert.ok(write.exit < ack.entry && /^\d+$/.test(write.ret), `record ${id}: its write returned before the ack`);
+        const length = Number(/, (\d+)(, \d+)?$/.exec(write.args)![1]);
+        assert.equal(Number(write.ret), length, `record ${id}: the write was whole`);
+        const sync = syncs.find((sync) => sync.entry > write.exit && sync.exit < ack.entry && sync.ret === "0");
+        assert.ok(
+          sync !== undefined,
+          `record ${id}: an fdatasync(${log.fd}) started after its write and returned 0 before the ack`,
+        );
+      }
+    });
+  },
+  { skip },
+);
+
+test("writeFileAtomic: write, fdatasync, rename, then fsync of the directory, before it resolves", async () => {
+  await withDir(async (dir) => {
+    const trace = "trace=pwrite64,write,fdatasync,fsync,rename,renameat,renameat2,openat,open";
+    const { result, calls } = await traced("durable_atomic.ts", ["-e", trace], [dir]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(lastJson(result), {
+      outcome: "ok",
+      content: "new content",
+      files: ["marker", "target"],
+      pending: 0,
+      allocated: 0,
+    });
+    const temp = calls.find((call) =>
+      (call.name === "openat" || call.name === "open") && /\/\.target\.[0-9a-f]+\.tmp"/.test(call.args)
+      && call.args.includes("O_EXCL")
+    );
+    assert.ok(temp !== undefined, "the temporary file is created exclusively in the same directory");
+    const tempFd = Number(temp.ret);
+    const write = onFd(calls, ["pwrite64", "write"], tempFd, temp.exit).find((call) =>
+      call.args.includes('"new content"')
+    );
+    assert.ok(write !== undefined && write.ret === "11", "the content is written to the temporary file");
+    const sync = onFd(calls, ["fdatasync"], tempFd, write.exit)[0];
+    assert.ok(sync !== undefined && sync.ret === "0", "then fdatasync of it");
+    const rename = calls.find((call) => call.name.startsWith("rename") && call.entry > sync.exit);
+    assert.ok(rename !== undefined && rename.ret === "0", "then the rename");
+    assert.ok(rename.args.includes(`${path.join(dir, "target")}"`) && rename.args.includes(".tmp"));
+    const dirOpen = openedFd(calls, dir, rename.exit);
+    const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
+    assert.ok(dirSync !== undefined && dirSync.ret === "0", "then fsync of the directory");
+    const marker = openedFd(calls, path.join(dir, "marker"));
+    const done = onFd(calls, ["write", "pwrite64"], marker.fd, marker.call.exit)[0];
+    assert.ok(done !== undefined && dirSync.exit < done.entry, "all before the promise resolved");
+  });
+}, { skip });
+
+test(
+  "writeFileAtomic: 40 calls made at once for one path resolve after two renames, the last content kept",
+  async () => {
+    await withDir(async (dir) => {
+      const { result, calls } = await traced("atomic_coalesce.ts", ["-e", "trace=rename,renameat,renameat2"], [dir]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(lastJson(result), { ok: 40, last: true, files: ["f.json"], pending: 0 });
+      const renames = calls.filter((call) => call.args.includes(`${path.join(dir, "f.json")}"`));
+      assert.equal(renames.length, 2, "the first call's content, then the latest of the 39 that waited");
+    });
+  },
+  { skip },
+);
+
+for (
+  const [syscall, error] of [["pwrite64", "EIO"], ["pwrite64", "ENOSPC"], ["fdatasync", "EIO"], ["fdatasync", "ENOSPC"]]
+) {
+  test(
+    `${error} injected into the log's ${syscall}: every caller of the batch and every later append reject with it`,
+    async () => {
+      await withDir(async (dir) => {
+        const file = path.join(dir, "log");
+        const { result, calls } = await traced("durable_log.ts", [
+          "-P",
+          file,
+          "-e",
+          "trace=pwrite64,write,fdatasync",
+          "-e",
+          `inject=${syscall}:error=${error}`,
+        ], ["fault", dir]);
+        assert.equal(result.status, 0, result.stderr);
+        const operation = syscall === "pwrite64" ? "write" : "fdatasync";
+        assert.deepEqual(lastJson(result), {
+          rejected: 10,
+          failure: `${error}:${operation}:true`,
+          sameError: true,
+          laterSame: true,
+          healthy: "ok",
+          pending: 0,
+          allocated: 0,
+        });
+        const writes = calls.filter((call) => call.name === "pwrite64" || call.name === "write");
+        const syncs = calls.filter((call) => call.name === "fdatasync");
+        assert.equal(writes.length, 1, "one write for the batch of 10, none after the failure");
+        assert.equal(
+          syncs.length,
+          syscall === "pwrite64" ? 0 : 1,
+          "no sync after a failed write, none after the failure",
+        );
+      });
+    },
+    { skip },
+  );
+}
+
+for (
+  const [syscall, error, operation] of [
+    ["pwrite64", "ENOSPC", "write"],
+    ["fdatasync", "EIO", "fdatasync"],
+    ["rename,renameat,renameat2", "EIO", "rename"],
+  ]
+) {
+  test(
+    `writeFileAtomic with ${error} injected into ${syscall}: rejects, the old file intact, no temporary file left`,
+    async () => {
+      await withDir(async (dir) => {
+        const { result } = await traced("durable_atomic.ts", [
+          "-e",
+          `trace=${syscall}`,
+          "-e",
+          `inject=${syscall}:error=${error}`,
+        ], [dir]);
+        assert.equal(result.status, 0, result.stderr);
+        assert.deepEqual(lastJson(result), {
+          outcome: `${error}:${operation}`,
+          content: "old content",
+          files: ["marker", "target"],
+          pending: 0,
+          allocated: 0,
+        });
+      });
+    },
+    { skip },
+  );
+}
+
+test(
+  "AioFile.write() continues a short write (strace makes the first pwrite64 return 3) until all is written",
+  async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, "short.txt");
+      const { result, calls } = await traced("short_write.ts", [
+        "-P",
+        file,
+        "-e",
+        "trace=pwrite64,write",
+        "-e",
+        "inject=pwrite64:retval=3:when=1",
+      ], [file]);
+      assert.equal(result.status, 0, result.stderr);
+      const report = lastJson<{ written: number; content: number[]; pending: number; allocated: number }>(result);
+      assert.equal(report.written, 11, "resolves with every byte, not the 3 of the short write");
+      const writes = calls.filter((call) => call.name === "pwrite64").map((call) =>
+        `${call.args.replace(/^\d+, /, "")} = ${call.ret}`
+      );
+      assert.deepEqual(writes, ['"hello world", 11, 0 = 3 (INJECTED)', '"lo world", 8, 3 = 8']);
+      // strace skipped the first call: its 3 bytes are a hole, the rest was written where it belongs.
+      assert.equal(decoder.decode(new Uint8Array(report.content).subarray(3)), "lo world");
+      assert.deepEqual([report.pending, report.allocated], [0, 0]);
+    });
+  },
+  {
+    skip: skip
+      || (target.libc === "musl" ? "strace counts when=1 per thread; musl runs each request on a new thread" : false),
+  },
+);
+
+// ---------------------------------------------------------------------------------------------
+// open() and AioFile.
+
+test("open(): read, write, sync, datasync, close on a real file; a string path and a file: URL", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "data.txt");
+    {
+      await using handle = await open(file, { read: true, write: true, create: true });
+      assert.equal(handle.path, file);
+      assert.ok(Number.isInteger(handle.fd) && handle.fd >= 0);
+      assert.equal(await handle.write("hello, world\n", 0), 13);
+      assert.equal(await handle.write(new Uint8Array([0x21, 0x0a]), 13), 2);
+      await handle.datasync();
+      await handle.sync();
+      const buffer = new Uint8Array(32);
+      assert.equal(await handle.read(buffer, 7), 8);
+      assert.equal(decoder.decode(buffer.subarray(0, 8)), "world\n!\n");
+      assert.equal(await handle.read(buffer, 100), 0, "0 at the end of the file");
+    }
+    assert.equal(fs.readFileSync(file, "utf8"), "hello, world\n!\n");
+    const byUrl = await open(pathToFileURL(file));
+    const buffer = new Uint8Array(5);
+    assert.equal(await byUrl.read(buffer, 0), 5);
+    assert.equal(decoder.decode(buffer), "hello");
+    await rejectsWith(byUrl.write("x", 0), AioError, /^EBADF: .*write '.*data\.txt'/);
+    await byUrl.close();
+  });
+  await quiescent();
+});
+
+test("open(): the flags behave as in Deno.open (append, truncate, createNew, mode)", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "flags.txt");
+    fs.writeFileSync(file, "0123456789");
+    const appending = await open(file, { append: true });
+    await appending.write("AB", 0); // the position is ignored in append mode
+    await appending.close();
+    assert.equal(fs.readFileSync(file, "utf8"), "0123456789AB");
+    const truncating = await open(file, { write: true, truncate: true });
+    await truncating.write("xy", 0);
+    await truncating.close();
+    assert.equal(fs.readFileSync(file, "utf8"), "xy");
+    const exists = await outcome(open(file, { write: true, createNew: true }));
+    assert.ok(exists instanceof AioError);
+    assert.deepEqual([exists.code, exists.syscall, exists.path], ["EEXIST", "open", file]);
+    assert.equal(exists.errno, (await import("../src/posix.ts")).constants.EEXIST);
+    const fresh = path.join(dir, "fresh.txt");
+    const created = await open(fresh, { write: true, createNew: true, mode: 0o600 });
+    await created.close();
+    assert.equal(fs.statSync(fresh).mode & 0o777, 0o600);
+    const missing = await outcome(open(path.join(dir, "missing")));
+    assert.ok(missing instanceof AioError);
+    assert.equal(missing.code, "ENOENT");
+    assert.match(missing.message, /^ENOENT: no such file or directory, open '.*missing'$/);
+  });
+  await quiescent();
+});
+
+test("AioFile.write() writes everything and close() waits for the operations started", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "big.bin");
+    const handle = await open(file, { write: true, create: true });
+    const data = new Uint8Array(8 * 1024 * 1024).map((_, i) => i * 7);
+    const writing = handle.write(data, 0);
+    const closing = handle.close();
+    assert.equal(await writing, data.length);
+    await closing;
+    assert.equal(await handle.close(), undefined, "closing again resolves");
+    await rejectsWith(handle.datasync(), AioError, /^EBADF/);
+    assert.deepEqual(new Uint8Array(fs.readFileSync(file)), data);
+  });
+  await quiescent();
+});
+
+// ---------------------------------------------------------------------------------------------
+// openLog() and readLog().
+
+test("openLog(): concurrent appends land in call order with nothing between them; reopening appends after", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "events.log");
+    const expected: string[] = [];
+    {
+      await using log = await openLog(file);
+      assert.equal(log.path, file);
+      const pending: Promise<void>[] = [];
+      for (let i = 0; i < 500; i++) {
+        const record = i % 2 === 0 ? `{"i":${i}}\n` : new TextEncoder().encode(`{"i":${i},"é":true}\n`);
+        expected.push(typeof record === "string" ? record : decoder.decode(record));
+        pending.push(log.append(record));
+        if (i % 37 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      await within(Promise.all(pending), 30_000, "500 appends");
+    }
+    assert.equal(fs.readFileSync(file, "utf8"), expected.join(""));
+    const again = await openLog(file);
+    await again.append("last\n");
+    await again.close();
+    await rejectsWith(again.append("after close\n"), AioError, /^EBADF/);
+    assert.equal(fs.readFileSync(file, "utf8"), expected.join("") + "last\n");
+    const records: string[] = [];
+    for await (const record of readLog(file, { chunkSize: 100 })) records.push(decoder.decode(record));
+    assert.deepEqual(records, [...expected.map((line) => line.slice(0, -1)), "last"]);
+  });
+  await quiescent();
+});
+
+test("openLog(): a buffer appended is copied at once; close() waits for the appends made", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "copied.log");
+    const log = await openLog(file);
+    const buffer = new TextEncoder().encode("first\n");
+    const first = log.append(buffer);
+    buffer.fill(0x78);
+    const second = log.append("second\n");
+    await log.close();
+    assert.deepEqual(await Promise.all([first, second]), [undefined, undefined]);
+    assert.equal(fs.readFileSync(file, "utf8"), "first\nsecond\n");
+  });
+  await quiescent();
+});
+
+test("readLog(): stops at a torn last record; any separator", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "torn.log");
+    fs.writeFileSync(file, "one\ntwo\nthr");
+    const lines: string[] = [];
+    for await (const record of readLog(file)) lines.push(decoder.decode(record));
+    assert.deepEqual(lines, ["one", "two"], "the torn record is not yielded");
+    fs.writeFileSync(file, "a||bb||||ccc||dd|");
+    const parts: string[] = [];
+    for await (const record of readLog(pathToFileURL(file), { separator: "||", chunkSize: 3 })) {
+      parts.push(decoder.decode(record));
+    }
+    assert.deepEqual(parts, ["a", "bb", "", "ccc"]);
+    fs.writeFileSync(file, "");
+    for await (const _ of readLog(file)) assert.fail("an empty log has no records");
+  });
+  await quiescent();
+});
+
+// ---------------------------------------------------------------------------------------------
+// syncDir() and writeFileAtomic().
+
+test("syncDir(): a directory syncs; a file or a missing path rejects with AioError naming the path", async () => {
+  await withDir(async (dir) => {
+    await syncDir(dir);
+    await syncDir(pathToFileURL(dir));
+    const file = path.join(dir, "plain");
+    fs.writeFileSync(file, "");
+    const notDir = await outcome(syncDir(file));
+    assert.ok(notDir instanceof AioError);
+    assert.deepEqual([notDir.code, notDir.path], ["ENOTDIR", file]);
+    const missing = await outcome(syncDir(path.join(dir, "nope")));
+    assert.ok(missing instanceof AioError);
+    assert.equal(missing.code, "ENOENT");
+  });
+  await quiescent();
+});
+
+test("writeFileAtomic(): replaces content, keeps the mode, and readers never see a mix", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "settings.json");
+    await writeFileAtomic(file, "first");
+    assert.equal(fs.readFileSync(file, "utf8"), "first");
+    fs.chmodSync(file, 0o640);
+    const contents = Array.from({ length: 40 }, (_, i) => `${i}`.repeat(20_000 + i));
+    const seen = new Set<string>();
+    let writing = true;
+    const reader = (async () => {
+      while (writing) {
+        seen.add(fs.readFileSync(file, "utf8"));
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    })();
+    const writes = contents.map((content) => writeFileAtomic(file, content));
+    await within(Promise.all(writes), 30_000, "40 concurrent replacements");
+    writing = false;
+    await reader;
+    assert.equal(fs.readFileSync(file, "utf8"), contents.at(-1), "the last call's content wins");
+    for (const content of seen) assert.ok(content === "first" || contents.includes(content), "a whole version");
+    assert.equal(fs.statSync(file).mode & 0o777, 0o640, "the mode of the replaced file");
+    assert.deepEqual(fs.readdirSync(dir), ["settings.json"], "no temporary file left");
+    const missing = await outcome(writeFileAtomic(path.join(dir, "no", "such.json"), "x"));
+    assert.ok(missing instanceof AioError);
+    assert.equal(missing.code, "ENOENT");
+    await writeFileAtomic(pathToFileURL(path.join(dir, "new.bin")), new Uint8Array([1, 2]), { mode: 0o600 });
+    assert.equal(fs.statSync(path.join(dir, "new.bin")).mode & 0o777, 0o600);
+  });
+  await quiescent();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: TypeError or RangeError naming the argument, as a rejection.
+
+test("bad input to every new function rejects with TypeError/RangeError naming the argument", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "input.txt");
+    fs.writeFileSync(file, "x");
+    const cases: [() => Promise<unknown>, abstract new(...args: never[]) => Error, RegExp][] = [
+      [() => open(42 as unknown as string), TypeError, /^Invalid path: .*received 42/],
+      [() => open(""), RangeError, /^Invalid path/],
+      [() => open("a\0b"), RangeError, /^Invalid path: it contains a NUL/],
+      [() => open(new URL("https://example.invalid/x")), TypeError, /^Invalid path: expected a file: URL/],
+      [() => open(file, "r" as unknown as object), TypeError, /^Invalid options: /],
+      [() => open(file, { read: "yes" as unknown as boolean }), TypeError, /^Invalid options\.read: .*"yes"/],
+      [() => open(file, { create: true }), RangeError, /^Invalid options\.create: it needs options\.write/],
+      [() => open(file, { read: true, truncate: true }), RangeError, /^Invalid options\.truncate/],
+      [() => open(file, { append: true, truncate: true }), RangeError, /^Invalid options\.truncate/],
+      [() => open(file, {}), RangeError, /^Invalid options: expected at least one of read, write or append/],
+      [() => open(file, { write: true, mode: -1 }), RangeError, /^Invalid options\.mode: .*-1/],
+      [() => open(file, { write: true, mode: "644" as unknown as number }), TypeError, /^Invalid options\.mode/],
+      [() => open(file, { read: true, fullSync: 1 as unknown as boolean }), TypeError, /^Invalid options\.fullSync/],
+      [() => openLog(null as unknown as string), TypeError, /^Invalid path: .*null/],
+      [() => openLog(file, { mode: 1.5 }), RangeError, /^Invalid options\.mode: .*1\.5/],
+      [() => openLog(file, { fullSync: "no" as unknown as boolean }), TypeError, /^Invalid options\.fullSync/],
+      [() => readLog(file, { separator: "" }).next(), RangeError, /^Invalid options\.separator/],
+      [() => readLog(file, { separator: 10 as unknown as string }).next(), TypeError, /^Invalid options\.separator/],
+      [() => readLog(file, { chunkSize: 0 }).next(), RangeError, /^Invalid options\.chunkSize/],
+      [() => readLog(7 as unknown as string).next(), TypeError, /^Invalid path/],
+      [() => syncDir(5 as unknown as string), TypeError, /^Invalid path: .*5/],
+      [() => syncDir(dir, { fullSync: null as unknown as boolean }), TypeError, /^Invalid options\.fullSync/],
+      [() => writeFileAtomic(file, 5 as unknown as string), TypeError, /^Invalid data: .*5/],
+      [() => writeFileAtomic({} as unknown as string, "x"), TypeError, /^Invalid path/],
+      [() => writeFileAtomic(file, "x", { mode: 0o10000 }), RangeError, /^Invalid options\.mode/],
+      [() => writeFileAtomic(file, "x", 3 as unknown as object), TypeError, /^Invalid options/],
+      [() => fsync(0, { fullSync: 0 as unknown as boolean }), TypeError, /^Invalid options\.fullSync/],
+      [() => fdatasync(0, { fullSync: "" as unknown as boolean }), TypeError, /^Invalid options\.fullSync/],
+    ];
+    for (const [call, type, pattern] of cases) {
+      let promise: Promise<unknown>;
+      assert.doesNotThrow(() => promise = call(), "rejects, never throws synchronously");
+      await rejectsWith(promise!, type, pattern);
+    }
+    const handle = await open(file, { read: true, write: true });
+    await rejectsWith(handle.write(7 as unknown as string, 0), TypeError, /^Invalid data/);
+    await rejectsWith(handle.write("x", -1), RangeError, /^Invalid position: .*-1/);
+    await rejectsWith(handle.read("buffer" as unknown as Uint8Array, 0), TypeError, /^Invalid buffer/);
+    await rejectsWith(handle.read(new Uint8Array(1), 0.5), RangeError, /^Invalid position/);
+    await handle.close();
+    const log = await openLog(path.join(dir, "input.log"));
+    await rejectsWith(
+      log.append({} as unknown as string),
+      TypeError,
+      /^Invalid data: .*received an instance of Object/,
+    );
+    await log.append("still works\n");
+    await log.close();
+  });
+  await quiescent();
+});
