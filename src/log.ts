@@ -157,7 +157,7 @@ function concat(entries: readonly Entry[]): Uint8Array {
  * await using log = await openLog("events.log");
  * await Promise.all(
  *   Array.from({ length: 100 }, (_, i) => log.append(JSON.stringify({ i }) + "\n")),
- * ); // every record is durable here; it took one or two fdatasync calls, not 100
+ * ); // every record is durable here: one write and one fdatasync, not 100
  * ```
  *
  * @param path The log file's path, or a `file:` URL.

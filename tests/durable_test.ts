@@ -118,6 +118,10 @@ test(
       const syncs = onFd(calls, ["fdatasync"], log.fd, log.call.exit);
       const acked = onFd(calls, ["write", "pwrite64"], acks.fd, acks.call.exit);
       assert.equal(acked.length, 200, "200 acknowledgements");
+      const dirOpen = openedFd(calls, dir, log.call.exit);
+      const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
+      assert.ok(dirSync?.ret === "0", "openLog() created the file, so it synced the directory");
+      assert.ok(dirSync.exit < Math.min(...acked.map((ack) => ack.entry)), "before any acknowledgement");
       assert.ok(
         writes.length >= 1 && writes.length <= 10,
         `10 ticks of appends make at most 10 batches (${writes.length})`,
