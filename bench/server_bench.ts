@@ -388,9 +388,13 @@ async function point(
       warmup: Math.max(200, connections * 20),
       pid: server.pid,
     }, options.pin);
-    const response = await fetch(url);
-    if (response.status !== 200) throw new Error(`${label}: GET /records answered ${response.status}`);
-    served = await response.text();
+    try {
+      const response = await fetch(url);
+      if (response.status !== 200) throw new Error(`answered ${response.status}`);
+      served = await response.text();
+    } catch (error) {
+      throw new Error(`${label}: GET /records failed: ${error instanceof Error ? error.message : error}`);
+    }
   } finally {
     process.kill(server.pid, "SIGTERM");
     const timer = setTimeout(() => server.child.kill("SIGKILL"), STOP_TIMEOUT_MS);
@@ -450,7 +454,10 @@ async function main(args: string[]): Promise<void> {
       for (const device of devices) {
         for (const count of connections) {
           for (const variant of variants) {
-            console.error(`point ${++done}/${total}: ${runtime} ${device} ${variant} ${count} connections`);
+            const load = os.loadavg()[0].toFixed(1);
+            console.error(
+              `point ${++done}/${total}: ${runtime} ${device} ${variant} ${count} connections (load ${load})`,
+            );
             const row = await point(runtime, device, variant, count, { dir, seconds, ticks, pin });
             console.log(JSON.stringify(row));
           }
