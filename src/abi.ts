@@ -93,6 +93,8 @@ export type ErrnoName =
   | "EDEADLK"
   | "ENOLCK"
   | "ENOSYS"
+  | "ELOOP"
+  | "ENAMETOOLONG"
   | "EOVERFLOW"
   | "ENOTSUP"
   | "EOPNOTSUPP"
@@ -242,6 +244,8 @@ const LINUX_ERRNO: ErrnoTable = {
   EDEADLK: 35,
   ENOLCK: 37,
   ENOSYS: 38,
+  ELOOP: 40,
+  ENAMETOOLONG: 36,
   EOVERFLOW: 75,
   ENOTSUP: 95,
   EOPNOTSUPP: 95,
@@ -289,6 +293,8 @@ const DARWIN_ERRNO: ErrnoTable = {
   EDEADLK: 11,
   ENOLCK: 77,
   ENOSYS: 78,
+  ELOOP: 62,
+  ENAMETOOLONG: 63,
   EOVERFLOW: 84,
   ENOTSUP: 45,
   EOPNOTSUPP: 102,

@@ -13,6 +13,7 @@ import {
   closeFd,
   O,
   openFd,
+  readLink,
   renamePath,
   statPath,
   toAioError,
@@ -100,10 +101,30 @@ const slots = new Map<string, Slot>();
 
 let counter = 0;
 
-async function replace(target: string, job: Job): Promise<void> {
+/**
+ * The file a path names once its symbolic links are followed (at most 40, the kernel's own
+ * limit; past that `stat` rejects with `ELOOP`), so that writing through a link
+ * replaces the file it points to, as `fs.writeFile` and `Deno.writeFile` do, and keeps the link.
+ */
+async function followLinks(path: string): Promise<string> {
+  let current = path;
+  for (let hops = 0; hops < 40; hops++) {
+    const link = await readLink(current);
+    if (link === undefined) return current;
+    current = pathModule.resolve(pathModule.dirname(current), link);
+  }
+  await statPath(current); // rejects with ELOOP
+  return current;
+}
+
+async function replace(path: string, job: Job): Promise<void> {
+  const target = await followLinks(path);
   const dir = pathModule.dirname(target);
   const random = Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, "0");
-  const temp = pathModule.join(dir, `.${pathModule.basename(target)}.${random}${(counter++).toString(16)}.tmp`);
+  // At most 48 characters of the name (192 bytes of UTF-8), so that the temporary file's name
+  // fits NAME_MAX (255 bytes) whenever the target's does.
+  const name = Array.from(pathModule.basename(target)).slice(0, 48).join("");
+  const temp = pathModule.join(dir, `.${name}.${random}${(counter++).toString(16)}.tmp`);
   const existing = job.mode === undefined ? await statPath(target) : undefined;
   const fd = await openFd(temp, O.O_WRONLY | O.O_CREAT | O.O_EXCL, job.mode ?? 0o666);
   let open = true;
@@ -151,7 +172,8 @@ function start(key: string, slot: Slot): void {
  * temporary file in the same directory, `fdatasync`s it, renames it over `path` and syncs the
  * directory, then resolves. A reader sees the old content or the new, never a mix; after a power
  * cut the file holds the old content or the new. On any failure the temporary file is removed
- * and the old file is left as it was.
+ * and the old file is left as it was. A symbolic link at `path` is followed (the file it points
+ * to is replaced, the link stays); a directory at `path` rejects with `EISDIR`.
  *
  * Concurrent calls for one path are coalesced: while one replacement runs, the latest data
  * given waits for the next one and earlier waiting data is skipped; each call resolves once its
@@ -175,13 +197,15 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const file = toPath(path);
   const given = toOptions<WriteFileAtomicOptions>(options);
-  // Bytes are copied now: the caller may change its buffer at once.
-  const bytes = typeof data === "string" ? toData(data) : toData(data).slice();
+  // Bytes are copied now: the caller may change its buffer at once (not with `slice()`, which
+  // for a Node `Buffer` is a view of the same memory).
+  const bytes = typeof data === "string" ? toData(data) : new Uint8Array(toData(data));
   const mode = given.mode === undefined ? undefined : toMode(given.mode, 0o666);
   const fullSync = toFullSync(given.fullSync);
   native();
   const key = pathModule.resolve(file);
-  if (pathModule.basename(key) === "" || key === pathModule.dirname(key)) {
+  // "name/" names a directory (open(2) says EISDIR), never the file "name".
+  if (file.endsWith("/") || key === pathModule.dirname(key)) {
     throw new AioError(native().abi.constants.EISDIR, "open", { path: file });
   }
   await new Promise<void>((resolve, reject) => {

@@ -43,6 +43,8 @@ const DESCRIPTIONS: Readonly<Record<ErrnoName, string>> = {
   EDEADLK: "resource deadlock avoided",
   ENOLCK: "no locks available",
   ENOSYS: "function not implemented",
+  ELOOP: "too many levels of symbolic links",
+  ENAMETOOLONG: "file name too long",
   EOVERFLOW: "value too large for defined data type",
   ENOTSUP: "operation not supported",
   EOPNOTSUPP: "operation not supported",

@@ -138,3 +138,24 @@ export function unlinkPath(path: string): Promise<void> {
     fs.unlink(path, (error) => error ? reject(toAioError(error, "unlink", path)) : resolve());
   });
 }
+
+/**
+ * `readlink(2)` through `node:fs`: where the symbolic link at `path` points, or `undefined` if
+ * `path` is not a symbolic link or nothing is there.
+ */
+export function readLink(path: string): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    fs.readlink(path, (error, link) => {
+      if (error === null) resolve(link);
+      else if (["EINVAL", "ENOENT"].includes((error as { code?: string }).code ?? "")) resolve(undefined);
+      else reject(toAioError(error, "readlink", path));
+    });
+  });
+}
+
+/** `ftruncate(2)` through `node:fs`. */
+export function truncateFd(fd: number, length: number, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.ftruncate(fd, length, (error) => error ? reject(toAioError(error, "ftruncate", path, fd)) : resolve());
+  });
+}

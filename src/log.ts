@@ -15,7 +15,8 @@
 import { syncDir } from "./atomic.ts";
 import { AioError } from "./errors.ts";
 import { type AioFile, open, writeAll } from "./file.ts";
-import { closeFd, O, openFd, statFd, toAioError, toData, toMode, toPath } from "./fs.ts";
+import { closeFd, O, openFd, statFd, toAioError, toData, toMode, toPath, truncateFd } from "./fs.ts";
+import { AioRequest } from "./requests.ts";
 import { fdatasync, toFullSync } from "./sync.ts";
 import { native } from "./target.ts";
 import { describe, toOptions } from "./validate.ts";
@@ -26,6 +27,13 @@ export interface OpenLogOptions {
   mode?: number;
   /** macOS: each batch's sync with `F_FULLFSYNC` (default `true`). No effect on Linux. */
   fullSync?: boolean;
+  /**
+   * What ends every record (a string as UTF-8, or bytes), as given to `readLog()`. When given,
+   * bytes after the last separator of an existing file (a record torn by a crash) are cut off,
+   * durably, before the log resolves, so new records never join them. Default: none, the file
+   * is kept as it is and new records go after whatever it ends with.
+   */
+  separator?: Uint8Array | string;
 }
 
 /** An append-only log whose appends resolve once durable, made by `openLog()`. */
@@ -78,8 +86,9 @@ class Log implements AioLog {
     if (this.#closing !== undefined) {
       return Promise.reject(new AioError(native().abi.constants.EBADF, "write", { fd: this.#fd, path: this.path }));
     }
-    // A record given as bytes is copied now: the caller may reuse its buffer at once.
-    const record = typeof data === "string" ? bytes : bytes.slice();
+    // A record given as bytes is copied now: the caller may reuse its buffer at once. Not with
+    // `bytes.slice()`: a Node `Buffer`'s `slice` is a view of the same memory.
+    const record = typeof data === "string" ? bytes : new Uint8Array(bytes);
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ bytes: record, resolve, reject });
       // The first append of a tick starts the batch after the appends of the same tick joined it.
@@ -145,7 +154,8 @@ function concat(entries: readonly Entry[]): Uint8Array {
  *
  * A crash can leave the end of the file torn: records of the last batch whole, one cut short,
  * or missing (none of them was acknowledged). Read records back with `readLog()`, which stops
- * at the first incomplete one.
+ * at the first incomplete one. Give `options.separator` to have the log cut such a torn record
+ * off when it opens the file (else new records would be appended right after its bytes).
  *
  * Rejects with TypeError or RangeError naming a bad argument, AioError (`path`, `syscall`) if
  * the file cannot be opened.
@@ -161,31 +171,84 @@ function concat(entries: readonly Entry[]): Uint8Array {
  * ```
  *
  * @param path The log file's path, or a `file:` URL.
- * @param options `mode` of a created file, `fullSync` (macOS).
+ * @param options `mode` of a created file, `fullSync` (macOS), `separator` (cut a torn last
+ * record off).
  */
 export async function openLog(path: string | URL, options?: OpenLogOptions): Promise<AioLog> {
   const file = toPath(path);
   const given = toOptions<OpenLogOptions>(options);
   const mode = toMode(given.mode, 0o666);
   const fullSync = toFullSync(given.fullSync);
+  const separator = given.separator === undefined ? undefined : toSeparator(given.separator);
   native();
+  // Read access too when a torn tail may have to be found.
+  const access = separator === undefined ? O.O_WRONLY : O.O_RDWR;
   let created = true;
   let fd: number;
   try {
-    fd = await openFd(file, O.O_WRONLY | O.O_APPEND | O.O_CREAT | O.O_EXCL, mode);
+    fd = await openFd(file, access | O.O_APPEND | O.O_CREAT | O.O_EXCL, mode);
   } catch (error) {
     if (!(error instanceof AioError) || error.code !== "EEXIST") throw error;
     created = false;
-    fd = await openFd(file, O.O_WRONLY | O.O_APPEND, mode);
+    fd = await openFd(file, access | O.O_APPEND, mode);
   }
   try {
-    const { size } = await statFd(fd, file);
+    let { size } = await statFd(fd, file);
+    if (separator !== undefined && size > 0) {
+      const end = await lastRecordEnd(fd, file, size, separator);
+      if (end < size) {
+        await truncateFd(fd, end, file);
+        await fdatasync(fd, { fullSync }).catch((error) => {
+          throw toAioError(error, "fdatasync", file, fd);
+        });
+        size = end;
+      }
+    }
     if (created) await syncDir(parentOf(file), { fullSync });
     return new Log(fd, file, size, fullSync);
   } catch (error) {
     await closeFd(fd, file).catch(() => {});
     throw error;
   }
+}
+
+/** `options.separator`: at least one byte. */
+function toSeparator(value: unknown): Uint8Array {
+  const separator = toData(value, "options.separator");
+  if (separator.length === 0) {
+    throw new RangeError(`Invalid options.separator: expected at least one byte, received ""`);
+  }
+  return separator;
+}
+
+/**
+ * Where the last complete record of the file ends: just after the last `separator` in its first
+ * `size` bytes, 0 if there is none. Reads backwards from the end, 64 KiB at a time.
+ */
+async function lastRecordEnd(fd: number, path: string, size: number, separator: Uint8Array): Promise<number> {
+  const chunk = Math.max(65536, 2 * separator.length);
+  let end = size;
+  while (end >= separator.length) {
+    // Each window overlaps the previous one by separator.length - 1 bytes.
+    const start = Math.max(0, end - chunk);
+    const window = new Uint8Array(end - start);
+    let filled = 0;
+    while (filled < window.length) {
+      const bytes = await AioRequest.read(fd, window.subarray(filled), start + filled).done.catch((error) => {
+        throw toAioError(error, "read", path, fd);
+      });
+      if (bytes === 0) break;
+      filled += bytes;
+    }
+    for (let at = filled - separator.length; at >= 0; at--) {
+      let match = true;
+      for (let j = 0; j < separator.length && match; j++) match = window[at + j] === separator[j];
+      if (match) return start + at + separator.length;
+    }
+    if (start === 0) break;
+    end = start + separator.length - 1;
+  }
+  return 0;
 }
 
 /** The directory holding `path`. */
@@ -228,10 +291,7 @@ export interface ReadLogOptions {
 export async function* readLog(path: string | URL, options?: ReadLogOptions): AsyncGenerator<Uint8Array, void> {
   const file = toPath(path);
   const given = toOptions<ReadLogOptions>(options);
-  const separator = given.separator === undefined ? new Uint8Array([10]) : toData(given.separator, "options.separator");
-  if (separator.length === 0) {
-    throw new RangeError(`Invalid options.separator: expected at least one byte, received ""`);
-  }
+  const separator = given.separator === undefined ? new Uint8Array([10]) : toSeparator(given.separator);
   const chunkSize = given.chunkSize ?? 65536;
   if (typeof chunkSize !== "number") {
     throw new TypeError(`Invalid options.chunkSize: expected a number, received ${describe(chunkSize)}`);
@@ -241,22 +301,36 @@ export async function* readLog(path: string | URL, options?: ReadLogOptions): As
   }
   const handle: AioFile = await open(file, { read: true });
   try {
-    let pending = new Uint8Array(0);
+    // The bytes not yielded yet are buffer[start, end). The buffer grows by doubling and is
+    // compacted only once half of it was consumed, and each byte is searched once (the last
+    // `separator.length - 1` twice): a record far longer than `chunkSize` is read in linear time.
+    let buffer = new Uint8Array(chunkSize);
+    let start = 0;
+    let end = 0;
     let position = 0;
     for (;;) {
-      const chunk = new Uint8Array(chunkSize);
-      const bytes = await handle.read(chunk, position);
+      if (buffer.length - end < chunkSize) {
+        const live = end - start;
+        if (live <= buffer.length / 2 && live + chunkSize <= buffer.length) {
+          buffer.copyWithin(0, start, end);
+        } else {
+          const grown = new Uint8Array(Math.max(buffer.length * 2, live + chunkSize));
+          grown.set(buffer.subarray(start, end));
+          buffer = grown;
+        }
+        start = 0;
+        end = live;
+      }
+      const bytes = await handle.read(buffer.subarray(end, end + chunkSize), position);
       if (bytes === 0) return;
       position += bytes;
-      const joined = new Uint8Array(pending.length + bytes);
-      joined.set(pending);
-      joined.set(chunk.subarray(0, bytes), pending.length);
-      let start = 0;
-      for (let end = indexOf(joined, separator, 0); end >= 0; end = indexOf(joined, separator, start)) {
-        yield joined.slice(start, end);
-        start = end + separator.length;
+      let from = Math.max(start, end - separator.length + 1);
+      end += bytes;
+      const view = buffer.subarray(0, end);
+      for (let at = indexOf(view, separator, from); at >= 0; at = indexOf(view, separator, from)) {
+        yield buffer.slice(start, at);
+        start = from = at + separator.length;
       }
-      pending = joined.slice(start);
     }
   } finally {
     await handle.close();

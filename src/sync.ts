@@ -94,6 +94,21 @@ interface Lane {
 
 const lanes = new Map<number, Lane>();
 
+/** The platform `fsync()` and `fdatasync()` follow: the loaded C library's, unless a test set another. */
+let current: () => Loaded = native;
+
+/**
+ * Makes `fsync()` and `fdatasync()` (so every sync of the durable layer: `AioFile`, the log,
+ * `writeFileAtomic()`, `syncDir()`) follow `platform`'s table, and returns the platform they
+ * followed. For the Darwin harness (tests/darwin_logic_test.ts), which drives real glibc with
+ * Darwin's full-sync commands; not exported by the module.
+ */
+export function followPlatform(platform: () => Loaded): () => Loaded {
+  const previous = current;
+  current = platform;
+  return previous;
+}
+
 function finish(batch: Batch, error: unknown): void {
   for (const caller of batch.callers) {
     if (caller.onAbort !== undefined) caller.signal!.removeEventListener("abort", caller.onAbort);
@@ -237,7 +252,7 @@ export function syncWith(
  * `fullSync` (macOS: `false` skips `F_FULLFSYNC`).
  */
 export function fsync(fd: FdLike, options?: SyncOptions): Promise<void> {
-  return syncWith(fd, options, "fsync");
+  return syncWith(fd, options, "fsync", current);
 }
 
 /**
@@ -259,5 +274,5 @@ export function fsync(fd: FdLike, options?: SyncOptions): Promise<void> {
  * `fullSync` (macOS: `false` skips `F_FULLFSYNC`).
  */
 export function fdatasync(fd: FdLike, options?: SyncOptions): Promise<void> {
-  return syncWith(fd, options, "fdatasync");
+  return syncWith(fd, options, "fdatasync", current);
 }

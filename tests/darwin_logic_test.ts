@@ -7,11 +7,11 @@
 
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { AioError } from "../mod.ts";
+import { AioError, open, openLog, syncDir, writeFileAtomic } from "../mod.ts";
 import { ABI, type FullSyncCommands } from "../src/abi.ts";
 import { ControlBlock } from "../src/control_block.ts";
 import { Engine, type EngineOperation, selectCompletion } from "../src/engine.ts";
-import { fullSync, syncWith } from "../src/sync.ts";
+import { followPlatform, fullSync, syncWith } from "../src/sync.ts";
 import { type Loaded, native } from "../src/target.ts";
 import { waitAny } from "../src/wait.ts";
 import { test } from "./harness.ts";
@@ -326,6 +326,55 @@ test("fsync()/fdatasync() follow the aio_fsync with the full sync where the tabl
       assert.deepEqual(fcntlOf(fd).map((call) => call.cmd), [51, 85], "one chain, for the queued batch only");
     } finally {
       fs.closeSync(fd);
+    }
+  });
+  await quiescent();
+});
+
+test("every durable path (AioFile, the log, writeFileAtomic, syncDir) takes the full sync; fullSync: false skips it", async () => {
+  await withDir(async (dir) => {
+    const darwin = darwinLike();
+    const previous = followPlatform(() => darwin);
+    /** The fcntl calls `action` made, as chains: each starts with F_FULLFSYNC, on one fd. */
+    const commands = async (action: () => Promise<unknown>): Promise<number[][]> => {
+      fcntlCalls.length = 0;
+      await within(action(), 10_000, "the operation");
+      const chains: { fd: number; cmds: number[] }[] = [];
+      for (const call of fcntlCalls) {
+        const last = chains.at(-1);
+        if (last === undefined || call.cmd === 51 || last.fd !== call.fd) {
+          chains.push({ fd: call.fd, cmds: [call.cmd] });
+        } else last.cmds.push(call.cmd);
+      }
+      return chains.map((chain) => chain.cmds);
+    };
+    // glibc refuses Darwin's commands with EINVAL, as a file system without them: 51, then 85.
+    const chain = [51, 85];
+    try {
+      for (const full of [true, false]) {
+        const expect = (count: number): number[][] => full ? Array.from({ length: count }, () => chain) : [];
+        const options = { fullSync: full };
+        const file = await open(`${dir}/file-${full}`, { write: true, createNew: true, ...options });
+        await file.write("data", 0);
+        assert.deepEqual(await commands(() => file.datasync()), expect(1), `AioFile.datasync(), fullSync ${full}`);
+        assert.deepEqual(await commands(() => file.sync()), expect(1), `AioFile.sync(), fullSync ${full}`);
+        await file.close();
+        let log!: Awaited<ReturnType<typeof openLog>>;
+        const opening = await commands(async () => log = await openLog(`${dir}/log-${full}`, options));
+        assert.deepEqual(opening, expect(1), `openLog() creating the file syncs its directory, fullSync ${full}`);
+        const appends = await commands(() => Promise.all([log.append("a\n"), log.append("b\n")]));
+        assert.deepEqual(appends, expect(1), `one batch, one chain, fullSync ${full}`);
+        await log.close();
+        const replace = await commands(() => writeFileAtomic(`${dir}/atomic-${full}`, "x", options));
+        assert.deepEqual(
+          replace,
+          expect(2),
+          `writeFileAtomic(): the temporary file, then the directory, fullSync ${full}`,
+        );
+        assert.deepEqual(await commands(() => syncDir(dir, options)), expect(1), `syncDir(), fullSync ${full}`);
+      }
+    } finally {
+      followPlatform(previous);
     }
   });
   await quiescent();

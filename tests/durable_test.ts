@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -405,6 +406,35 @@ test("openLog(): concurrent appends land in call order with nothing between them
   await quiescent();
 });
 
+test("openLog({ separator }): a torn last record left by a crash is cut off before new appends", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "torn.log");
+    fs.writeFileSync(file, "one\ntwo\nthr");
+    const log = await openLog(file, { separator: "\n" });
+    await log.append("four\n");
+    await log.close();
+    assert.equal(fs.readFileSync(file, "utf8"), "one\ntwo\nfour\n", "the new record does not join the torn one");
+    const records: string[] = [];
+    for await (const record of readLog(file)) records.push(decoder.decode(record));
+    assert.deepEqual(records, ["one", "two", "four"]);
+    // The last separator across the boundary of the 64 KiB windows read backwards.
+    const filler = "x".repeat(100_000);
+    fs.writeFileSync(file, `a<|>${filler}<|>${"y".repeat(65_535)}`);
+    await (await openLog(file, { separator: new TextEncoder().encode("<|>") })).close();
+    assert.equal(fs.statSync(file).size, 4 + filler.length + 3);
+    fs.writeFileSync(file, "no separator at all");
+    await (await openLog(pathToFileURL(file), { separator: "\n" })).close();
+    assert.equal(fs.statSync(file).size, 0, "no complete record: nothing kept");
+    fs.writeFileSync(file, "whole\n");
+    await (await openLog(file, { separator: "\n" })).close();
+    assert.equal(fs.readFileSync(file, "utf8"), "whole\n", "a file ending with a separator is kept");
+    fs.writeFileSync(file, "kept as it is");
+    await (await openLog(file)).close();
+    assert.equal(fs.readFileSync(file, "utf8"), "kept as it is", "without separator nothing is cut");
+  });
+  await quiescent();
+});
+
 test("openLog(): a buffer appended is copied at once; close() waits for the appends made", async () => {
   await withDir(async (dir) => {
     const file = path.join(dir, "copied.log");
@@ -416,6 +446,28 @@ test("openLog(): a buffer appended is copied at once; close() waits for the appe
     await log.close();
     assert.deepEqual(await Promise.all([first, second]), [undefined, undefined]);
     assert.equal(fs.readFileSync(file, "utf8"), "first\nsecond\n");
+  });
+  await quiescent();
+});
+
+test("openLog() and writeFileAtomic(): a Node Buffer given is copied at once, not viewed", async () => {
+  await withDir(async (dir) => {
+    // Buffer's slice() is a view of the same memory: copying with it would write what the caller
+    // put in its buffer after the call.
+    const file = path.join(dir, "buffer.log");
+    const log = await openLog(file);
+    const record = Buffer.from("first\n");
+    const appended = log.append(record);
+    record.write("XXXXX\n");
+    await appended;
+    await log.close();
+    assert.equal(fs.readFileSync(file, "utf8"), "first\n");
+    const target = path.join(dir, "buffer.txt");
+    const content = Buffer.from("content");
+    const replaced = writeFileAtomic(target, content);
+    content.fill(0x2d);
+    await replaced;
+    assert.equal(fs.readFileSync(target, "utf8"), "content");
   });
   await quiescent();
 });
@@ -435,6 +487,31 @@ test("readLog(): stops at a torn last record; any separator", async () => {
     assert.deepEqual(parts, ["a", "bb", "", "ccc"]);
     fs.writeFileSync(file, "");
     for await (const _ of readLog(file)) assert.fail("an empty log has no records");
+  });
+  await quiescent();
+});
+
+test("readLog(): records far longer than chunkSize are read in linear time; every chunk size", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "long.log");
+    // 64 MiB in one record: with the pending bytes copied again for every 64 KiB chunk this took
+    // minutes (about 140 s here); read in linear time it takes about a second.
+    const long = new Uint8Array(64 * 2 ** 20).fill(0x61);
+    fs.writeFileSync(file, Buffer.concat([long, Buffer.from("\nshort\n")]));
+    const read = async (): Promise<number[]> => {
+      const lengths: number[] = [];
+      for await (const record of readLog(file)) lengths.push(record.length);
+      return lengths;
+    };
+    assert.deepEqual(await within(read(), 60_000, "reading a 64 MiB record back"), [long.length, 5]);
+    // A separator cut by chunk boundaries anywhere, records of every length around the chunk size.
+    const records = Array.from({ length: 40 }, (_, i) => "r".repeat(i % 11) + i);
+    fs.writeFileSync(file, records.map((record) => record + "<|>").join("") + "torn<|");
+    for (const chunkSize of [1, 2, 3, 4, 5, 7, 16, 1000]) {
+      const seen: string[] = [];
+      for await (const record of readLog(file, { separator: "<|>", chunkSize })) seen.push(decoder.decode(record));
+      assert.deepEqual(seen, records, `chunkSize ${chunkSize}`);
+    }
   });
   await quiescent();
 });
@@ -490,6 +567,50 @@ test("writeFileAtomic(): replaces content, keeps the mode, and readers never see
   await quiescent();
 });
 
+test("writeFileAtomic(): through a symbolic link the file it points to is replaced; a 255-byte name; a directory is refused", async () => {
+  await withDir(async (dir) => {
+    fs.mkdirSync(path.join(dir, "data"));
+    const real = path.join(dir, "data", "real.json");
+    fs.writeFileSync(real, "old");
+    fs.chmodSync(real, 0o600);
+    const link = path.join(dir, "link.json");
+    fs.symlinkSync(path.join("data", "real.json"), link);
+    // As fs.writeFile and Deno.writeFile: the link stays, the file it points to has the content.
+    await writeFileAtomic(link, "new");
+    assert.ok(fs.lstatSync(link).isSymbolicLink(), "the link is still a link");
+    assert.equal(fs.readFileSync(real, "utf8"), "new");
+    assert.equal(fs.statSync(real).mode & 0o777, 0o600, "the mode of the file pointed to");
+    assert.deepEqual(fs.readdirSync(path.join(dir, "data")), ["real.json"], "the temporary file was beside it");
+    fs.symlinkSync("created.json", path.join(dir, "dangling.json"));
+    await writeFileAtomic(path.join(dir, "dangling.json"), "made");
+    assert.equal(fs.readFileSync(path.join(dir, "created.json"), "utf8"), "made");
+    // A name of NAME_MAX (255 bytes): the temporary file's name must fit too.
+    const long = path.join(dir, "é".repeat(100) + "n".repeat(55));
+    await writeFileAtomic(long, "long name");
+    assert.equal(fs.readFileSync(long, "utf8"), "long name");
+    fs.unlinkSync(long);
+    fs.symlinkSync("loop.b", path.join(dir, "loop.a"));
+    fs.symlinkSync("loop.a", path.join(dir, "loop.b"));
+    const loop = await outcome(writeFileAtomic(path.join(dir, "loop.a"), "x"));
+    assert.ok(loop instanceof AioError);
+    assert.equal(loop.code, "ELOOP");
+    // "name/" names a directory: open(2) refuses it with EISDIR; it never writes the file "name".
+    const slash = await outcome(writeFileAtomic(path.join(dir, "file.txt") + "/", "x"));
+    assert.ok(slash instanceof AioError);
+    assert.equal(slash.code, "EISDIR");
+    const directory = await outcome(writeFileAtomic(path.join(dir, "data"), "x"));
+    assert.ok(directory instanceof AioError);
+    assert.equal(directory.code, "EISDIR");
+    assert.ok(fs.statSync(path.join(dir, "data")).isDirectory());
+    assert.deepEqual(
+      fs.readdirSync(dir).sort(),
+      ["created.json", "dangling.json", "data", "link.json", "loop.a", "loop.b"],
+      "nothing else written, no temporary file left",
+    );
+  });
+  await quiescent();
+});
+
 // ---------------------------------------------------------------------------------------------
 // Bad input: TypeError or RangeError naming the argument, as a rejection.
 
@@ -514,6 +635,8 @@ test("bad input to every new function rejects with TypeError/RangeError naming t
       [() => openLog(null as unknown as string), TypeError, /^Invalid path: .*null/],
       [() => openLog(file, { mode: 1.5 }), RangeError, /^Invalid options\.mode: .*1\.5/],
       [() => openLog(file, { fullSync: "no" as unknown as boolean }), TypeError, /^Invalid options\.fullSync/],
+      [() => openLog(file, { separator: "" }), RangeError, /^Invalid options\.separator: expected at least one byte/],
+      [() => openLog(file, { separator: 10 as unknown as string }), TypeError, /^Invalid options\.separator: .*10/],
       [() => readLog(file, { separator: "" }).next(), RangeError, /^Invalid options\.separator/],
       [() => readLog(file, { separator: 10 as unknown as string }).next(), TypeError, /^Invalid options\.separator/],
       [() => readLog(file, { chunkSize: 0 }).next(), RangeError, /^Invalid options\.chunkSize/],
