@@ -127,7 +127,8 @@ function perRequestStore(
 /** Opens the store of `variant` on `file`, appending. */
 async function openStore(variant: Variant, file: string): Promise<Store> {
   if (variant === "log") {
-    const log = await openLog(file);
+    // `recover()` has cut a torn last line already; the separator has the log check it too.
+    const log = await openLog(file, { separator: "\n" });
     return { append: (record) => log.append(record), close: () => log.close() };
   }
   if (variant === "native" && bun === undefined) {
