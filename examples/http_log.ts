@@ -33,15 +33,17 @@
  * runtime, variant, file }`. SIGINT or SIGTERM stops it: requests in flight are answered, the
  * file is closed, and it prints `{ "closed": { "acknowledged": n, "bytes": n } }`.
  *
- * At start, a torn last line (left by a crash during a write) is cut off the file.
+ * At start, a torn last line (left by a crash during a write) is cut off the file; a file the
+ * server creates has its directory synced, so its name is as durable as its records.
  *
  * @module
  */
 
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
+import * as path from "node:path";
 import process from "node:process";
-import { fdatasync, openLog } from "../mod.ts";
+import { fdatasync, openLog, syncDir } from "../mod.ts";
 
 /** How a record is made durable. */
 type Variant = "native" | "fdatasync" | "log";
@@ -124,34 +126,46 @@ function perRequestStore(
   };
 }
 
-/** Opens the store of `variant` on `file`, appending. */
-async function openStore(variant: Variant, file: string): Promise<Store> {
+/** Opens the store of `variant` on `file`, appending; `length` is the bytes of the records already there. */
+async function openStore(variant: Variant, file: string): Promise<{ store: Store; length: number }> {
   if (variant === "log") {
-    // `recover()` has cut a torn last line already; the separator has the log check it too.
+    // The log cuts a torn last record (bytes after the last separator) before appending, and
+    // syncs the directory if it creates the file.
     const log = await openLog(file, { separator: "\n" });
-    return { append: (record) => log.append(record), close: () => log.close() };
+    const store = { append: (record: Uint8Array) => log.append(record), close: () => log.close() };
+    return { store, length: (await fsp.stat(file)).size };
   }
+  const length = await recover(file);
+  let store: Store;
   if (variant === "native" && bun === undefined) {
     const handle = await Deno.open(file, { append: true, create: true });
-    return perRequestStore((data) => handle.writeSync(data), () => handle.syncData(), () => handle.close());
+    store = perRequestStore((data) => handle.writeSync(data), () => handle.syncData(), () => handle.close());
+  } else {
+    const fd = fs.openSync(file, "a");
+    const write = (data: Uint8Array): number => fs.writeSync(fd, data);
+    const close = (): void => fs.closeSync(fd);
+    const sync = variant === "fdatasync"
+      ? () => fdatasync(fd)
+      : () => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => error ? reject(error) : resolve()));
+    store = perRequestStore(write, sync, close);
   }
-  const fd = fs.openSync(file, "a");
-  const write = (data: Uint8Array): number => fs.writeSync(fd, data);
-  const close = (): void => fs.closeSync(fd);
-  if (variant === "native") {
-    const sync = (): Promise<void> =>
-      new Promise((resolve, reject) => fs.fdatasync(fd, (error) => error ? reject(error) : resolve()));
-    return perRequestStore(write, sync, close);
-  }
-  return perRequestStore(write, () => fdatasync(fd), close);
+  // A new file's name is durable only once its directory is synced.
+  if (length === undefined) await syncDir(path.dirname(path.resolve(file)));
+  return { store, length: length ?? 0 };
 }
 
 /**
- * Cuts a torn last line (bytes after the last line feed) off `file`, creating it if missing,
- * and makes that durable. Returns the length of the complete records.
+ * Cuts a torn last line (bytes after the last line feed) off `file` and makes that durable.
+ * Returns the length of the complete records, or `undefined` if there is no such file.
  */
-async function recover(file: string): Promise<number> {
-  const handle = await fsp.open(file, "a+");
+async function recover(file: string): Promise<number | undefined> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(file, "r+");
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") return undefined;
+    throw error;
+  }
   try {
     const { size } = await handle.stat();
     let end = size;
@@ -224,12 +238,12 @@ const variant = parseVariant(option("variant", "HTTP_LOG_VARIANT", "log"));
 const hostname = option("hostname", "HTTP_LOG_HOSTNAME", "127.0.0.1");
 const port = parsePort(option("port", "HTTP_LOG_PORT", "8080"));
 
+const { store, length } = await openStore(variant, file);
 /** Bytes of the records handed to the store so far (the file's length once they are written). */
-let appended = await recover(file);
+let appended = length;
 /** Bytes of the acknowledged records: everything before this offset is durable. */
-let durable = appended;
+let durable = length;
 let acknowledged = 0;
-const store = await openStore(variant, file);
 
 async function handle(request: Request): Promise<Response> {
   const { pathname } = new URL(request.url);
