@@ -204,8 +204,8 @@ export async function writeFileAtomic(
   const fullSync = toFullSync(given.fullSync);
   native();
   const key = pathModule.resolve(file);
-  // "name/" names a directory (open(2) says EISDIR), never the file "name".
-  if (file.endsWith("/") || key === pathModule.dirname(key)) {
+  // "name/", "name/." and "name/.." name directories (open(2) says EISDIR), never a file "name".
+  if (/(^|\/)(\.\.?)?$/.test(file) || key === pathModule.dirname(key)) {
     throw new AioError(native().abi.constants.EISDIR, "open", { path: file });
   }
   await new Promise<void>((resolve, reject) => {

@@ -51,7 +51,8 @@ export interface AioFile {
   read(buffer: Uint8Array, position: number): Promise<number>;
   /**
    * Writes all of `data` (a string as UTF-8) at `position`, continuing a short write until every
-   * byte is written; resolves with the number of bytes (`data.length`). In append mode the data
+   * byte is written; resolves with the number of bytes (`data.length`, or the length of the
+   * string's UTF-8 encoding). In append mode the data
    * goes to the end whatever `position` says.
    */
   write(data: Uint8Array | string, position: number): Promise<number>;

@@ -149,8 +149,9 @@ function concat(entries: readonly Entry[]): Uint8Array {
  * The file holds exactly the records appended, in call order, with nothing added between them:
  * frame them yourself (a newline after each JSON record, a length prefix...). New records go
  * after the file's current end (the file is opened with `O_APPEND`, so a batch never overwrites
- * what another writer appended; one log per file is what keeps the records together). If the log creates the file, its directory is synced before
- * the log resolves, so the file's name survives a power cut as the records do.
+ * what another writer appended; one log per file is what keeps the records together). The
+ * file's directory is synced before the log resolves (whoever created the file may not have
+ * done it), so the file's name survives a power cut as the records do.
  *
  * A crash can leave the end of the file torn: records of the last batch whole, one cut short,
  * or missing (none of them was acknowledged). Read records back with `readLog()`, which stops
@@ -183,15 +184,7 @@ export async function openLog(path: string | URL, options?: OpenLogOptions): Pro
   native();
   // Read access too when a torn tail may have to be found.
   const access = separator === undefined ? O.O_WRONLY : O.O_RDWR;
-  let created = true;
-  let fd: number;
-  try {
-    fd = await openFd(file, access | O.O_APPEND | O.O_CREAT | O.O_EXCL, mode);
-  } catch (error) {
-    if (!(error instanceof AioError) || error.code !== "EEXIST") throw error;
-    created = false;
-    fd = await openFd(file, access | O.O_APPEND, mode);
-  }
+  const fd = await openFd(file, access | O.O_APPEND | O.O_CREAT, mode);
   try {
     let { size } = await statFd(fd, file);
     if (separator !== undefined && size > 0) {
@@ -204,7 +197,10 @@ export async function openLog(path: string | URL, options?: OpenLogOptions): Pro
         size = end;
       }
     }
-    if (created) await syncDir(parentOf(file), { fullSync });
+    // Whoever created the file (this call, an earlier one that crashed before syncing, another
+    // program) may not have synced its directory: without that, acknowledged records could
+    // vanish with the file's name.
+    await syncDir(parentOf(file), { fullSync });
     return new Log(fd, file, size, fullSync);
   } catch (error) {
     await closeFd(fd, file).catch(() => {});

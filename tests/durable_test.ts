@@ -147,6 +147,27 @@ test(
   { skip },
 );
 
+test(
+  "openLog() on a file that exists already (created without a sync) syncs its directory before any acknowledgement",
+  async () => {
+    await withDir(async (dir) => {
+      const trace = "trace=pwrite64,write,fdatasync,fsync,openat,open";
+      const { result, calls } = await traced("durable_log.ts", ["-e", trace], ["order", dir, "existing"]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(lastJson<{ exact: boolean }>(result).exact, true);
+      const log = openedFd(calls, path.join(dir, "log"));
+      const acks = openedFd(calls, path.join(dir, "acks"));
+      const acked = onFd(calls, ["write", "pwrite64"], acks.fd, acks.call.exit);
+      assert.equal(acked.length, 200, "200 acknowledgements");
+      const dirOpen = openedFd(calls, dir, log.call.exit);
+      const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
+      assert.ok(dirSync?.ret === "0", "the directory of the file found was synced");
+      assert.ok(dirSync.exit < Math.min(...acked.map((ack) => ack.entry)), "before any acknowledgement");
+    });
+  },
+  { skip },
+);
+
 test("writeFileAtomic: write, fdatasync, rename, then fsync of the directory, before it resolves", async () => {
   await withDir(async (dir) => {
     const trace = "trace=pwrite64,write,fdatasync,fsync,rename,renameat,renameat2,openat,open";
@@ -598,6 +619,13 @@ test("writeFileAtomic(): through a symbolic link the file it points to is replac
     const slash = await outcome(writeFileAtomic(path.join(dir, "file.txt") + "/", "x"));
     assert.ok(slash instanceof AioError);
     assert.equal(slash.code, "EISDIR");
+    fs.writeFileSync(path.join(dir, "file.txt"), "kept");
+    for (const name of ["file.txt/.", "file.txt/..", "."]) {
+      const dotted = await outcome(writeFileAtomic(`${dir}/${name}`, "x"));
+      assert.ok(dotted instanceof AioError && dotted.code === "EISDIR", `${name}: ${dotted}`);
+    }
+    assert.equal(fs.readFileSync(path.join(dir, "file.txt"), "utf8"), "kept");
+    fs.unlinkSync(path.join(dir, "file.txt"));
     const directory = await outcome(writeFileAtomic(path.join(dir, "data"), "x"));
     assert.ok(directory instanceof AioError);
     assert.equal(directory.code, "EISDIR");
