@@ -12,7 +12,7 @@ import { Engine, type EngineOperation, selectCompletion } from "../src/engine.ts
 import { type Loaded, native } from "../src/target.ts";
 import { waitAny } from "../src/wait.ts";
 import { test } from "./harness.ts";
-import { fifo, sleep, tempDir, within } from "./helpers.ts";
+import { fifo, tempDir, until, within } from "./helpers.ts";
 
 const DARWIN = ABI["darwin-x86_64"];
 
@@ -114,7 +114,7 @@ test("EAGAIN from a submit holds the request back and retries it; it succeeds on
     assert.equal(read.errno, 0);
     const state = (): string => read.op.block.state;
     assert.equal(state(), "idle");
-    for (let i = 0; i < 200 && state() !== "pending"; i++) await sleep(5);
+    await until(() => state() === "pending" || attempts > 4, "the retried submit");
     assert.equal(attempts, 4);
     assert.equal(state(), "pending");
     pipe.feed("!");
@@ -168,8 +168,9 @@ test("aio_suspend lists longer than 16 entries are split, and the wait ends at t
     assert.equal(await waitAny(loaded, blocks, 120), native().abi.constants.EAGAIN, "times out");
     assert.equal(suspendCalls.largest, 16, "no call lists more than 16");
     assert.ok(suspendCalls.count >= 3, `40 entries take 3 calls at least (${suspendCalls.count})`);
+    const calls = suspendCalls.count;
     const waiting = waitAny(loaded, blocks);
-    await sleep(30);
+    await until(() => suspendCalls.count >= calls + 3, "the three split aio_suspend calls");
     pipes[37].feed("x");
     assert.equal(await within(waiting, 5000, "the split wait"), 0);
     assert.equal(blocks[37].state, "complete");
@@ -177,7 +178,7 @@ test("aio_suspend lists longer than 16 entries are split, and the wait ends at t
   } finally {
     pipes.forEach((pipe, index) => index !== 37 && pipe.feed("y"));
     for (const block of blocks) {
-      while (!block.poll()) await sleep(1);
+      await until(() => block.poll(), "each read's completion");
       block.free();
     }
     for (const pipe of pipes) pipe.close();
@@ -192,7 +193,7 @@ test("the suspend strategy splits its calls at 16 entries too", async () => {
     const engine = new Engine(darwinLike(null), "suspend");
     Object.assign(suspendCalls, { largest: 0, count: 0 });
     const reads = pipes.map((pipe) => submitRead(engine, pipe.fd));
-    await sleep(30);
+    await until(() => suspendCalls.count >= 3, "the strategy's aio_suspend calls");
     assert.equal(suspendCalls.largest, 16, "no call lists more than 16");
     assert.equal(suspendCalls.count, 3, "40 entries in 3 calls");
     pipes[39].feed("z");

@@ -11,6 +11,7 @@ import { aio_write, Aiocb } from "../src/posix.ts";
 import { test } from "./harness.ts";
 import {
   canGc,
+  collected,
   emulator,
   gc,
   lastJson,
@@ -63,15 +64,9 @@ test(
           await sleep(0);
         }
       }
-      for (let i = 0; i < 2000 && settled < total; i++) {
-        gc();
-        await sleep(5);
-      }
+      await collected(() => settled === total, "every promise settled", 120_000);
       assert.equal(settled, total, "every promise settled");
-      for (let i = 0; i < 200 && stats().allocated > 0; i++) {
-        gc();
-        await sleep(10);
-      }
+      await collected(() => stats().allocated === 0, "every block freed", 120_000);
       for (const { fd } of files) fs.closeSync(fd);
       await quiescent();
     } finally {
