@@ -139,6 +139,9 @@ export function sleep(ms: number): Promise<void> {
  */
 export const DEADLINE = 30_000;
 
+/** How long a child process (a fixture, a runtime under strace) may run before it is killed. */
+export const CHILD_TIMEOUT = 120_000;
+
 /**
  * Waits until `fact()` is true, checking it now and then every few milliseconds; rejects with an
  * Error naming `what` (and `detail()`, if given) after `ms`. The loop always ends.
@@ -268,7 +271,7 @@ export function run(
     let stderr = "";
     child.stdout.on("data", (chunk) => stdout += chunk);
     child.stderr.on("data", (chunk) => stderr += chunk);
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeout ?? 60_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeout ?? CHILD_TIMEOUT);
     child.on("error", (error) => {
       clearTimeout(timer);
       reject(error);

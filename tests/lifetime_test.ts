@@ -11,6 +11,7 @@ import { aio_write, Aiocb } from "../src/posix.ts";
 import { test } from "./harness.ts";
 import {
   canGc,
+  CHILD_TIMEOUT,
   collected,
   emulator,
   gc,
@@ -137,7 +138,7 @@ test("soak (50,000 fdatasync, 256 in flight): RSS growth after 20,000 within 16 
 
 test("a script that never submits anything exits at once, even after importing and reading target", async () => {
   const result = await run(runtimeCommand(path.join(root, "tests", "fixtures", "no_requests.ts")), {
-    timeout: 30_000,
+    timeout: CHILD_TIMEOUT,
   });
   assert.equal(result.status, 0, result.stderr);
   const report = lastJson<{ completion: string; pending: number }>(result);

@@ -13,6 +13,7 @@ import { ABI, type TargetName } from "../src/abi.ts";
 import { openLibrary, targetCandidates } from "../src/target.ts";
 import { test } from "./harness.ts";
 import {
+  CHILD_TIMEOUT,
   type ChildResult,
   DEADLINE,
   hasProgram,
@@ -128,7 +129,9 @@ test("unsupported platforms fail with an error naming the platform", () => {
 
 test("importing opens nothing; Deno without --allow-ffi fails at first use naming the flag", async () => {
   const script = `${root}/tests/fixtures/loading.ts`;
-  const result = await run([...runtimeLauncher, "run", "--allow-read", "--allow-env", script], { timeout: 30_000 });
+  const result = await run([...runtimeLauncher, "run", "--allow-read", "--allow-env", script], {
+    timeout: CHILD_TIMEOUT,
+  });
   const report = lastJson<{ imported: boolean; before: unknown; error?: string }>(result);
   assert.equal(report.imported, true);
   assert.deepEqual(report.before, { pending: 0, allocated: 0 });
@@ -211,7 +214,7 @@ test(
 
 test("POSIX_AIO_LIBRARY selects the library in a real process; a bad one is named in the error", async () => {
   const script = `${root}/tests/fixtures/loading.ts`;
-  const good = await run(runtimeCommand(script), { env: { POSIX_AIO_LIBRARY: "librt.so.1" }, timeout: 30_000 });
+  const good = await run(runtimeCommand(script), { env: { POSIX_AIO_LIBRARY: "librt.so.1" }, timeout: CHILD_TIMEOUT });
   // musl answers librt.so.1 with itself, and the module must then say musl.
   assert.deepEqual(lastJson(good), {
     imported: true,
@@ -221,7 +224,7 @@ test("POSIX_AIO_LIBRARY selects the library in a real process; a bad one is name
   });
   const bad = await run(runtimeCommand(script), {
     env: { POSIX_AIO_LIBRARY: "/nonexistent/libc.so" },
-    timeout: 30_000,
+    timeout: CHILD_TIMEOUT,
   });
   assert.match(lastJson<{ error: string }>(bad).error, /POSIX_AIO_LIBRARY=\/nonexistent\/libc\.so/);
 });

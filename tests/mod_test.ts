@@ -12,6 +12,7 @@ import { constants } from "../src/posix.ts";
 import { test } from "./harness.ts";
 import {
   blockedReading,
+  CHILD_TIMEOUT,
   closedFd,
   fifo,
   lastJson,
@@ -291,7 +292,7 @@ test("many files at once: write + fdatasync on 64 fds", () =>
     }
   }));
 
-test("suspend(): TypeError for [] or foreign entries, at once for settled ones, EAGAIN on timeout", () =>
+test("[timing] suspend(): TypeError for [] or foreign entries, at once for settled ones, EAGAIN on timeout", () =>
   inDir(async (dir) => {
     await assert.rejects(suspend([]), TypeError);
     await assert.rejects(suspend([{}] as AioRequest[]), /Invalid requests\[0\]/);
@@ -330,13 +331,13 @@ test("target names the runtime, platform, library and completion strategy", () =
 });
 
 test("a script whose last line awaits fdatasync exits 0 as soon as it settles", async () => {
-  const result = await run(runtimeCommand(`${root}/tests/fixtures/last_await.ts`), { timeout: 30_000 });
+  const result = await run(runtimeCommand(`${root}/tests/fixtures/last_await.ts`), { timeout: CHILD_TIMEOUT });
   assert.equal(result.status, 0, result.stderr);
   assert.deepEqual(lastJson(result), { synced: true, pending: 0 });
 });
 
 test("36. a script with a read pending on an empty FIFO exits cleanly through exit()", async () => {
-  const result = await run(runtimeCommand(`${root}/tests/fixtures/exit_pending.ts`), { timeout: 30_000 });
+  const result = await run(runtimeCommand(`${root}/tests/fixtures/exit_pending.ts`), { timeout: CHILD_TIMEOUT });
   assert.equal(result.status, 0, result.stderr);
   assert.deepEqual(lastJson(result), { pending: 1 });
 });

@@ -177,7 +177,7 @@ test("11. SIGEV_NONE is the default; SIGEV_THREAD calls the function with sigev_
     });
     assert.equal(aio_fsync(constants.O_DSYNC, none), 0);
     assert.equal(aio_fsync(constants.O_DSYNC, thread), 0);
-    await within(arrived, 5000, "the SIGEV_THREAD notification");
+    await within(arrived, DEADLINE, "the SIGEV_THREAD notification");
     assert.deepEqual(values, [4242]);
     assert.equal(aio_error(thread), 0, "the status is final when the notification runs");
     await settle(none);
@@ -202,7 +202,7 @@ test("11. SIGEV_SIGNAL delivers sigev_signo when the request completes", () =>
       });
       assert.equal(aio_fsync(constants.O_DSYNC, cb), 0);
       await settle(cb);
-      await within(signaled, 5000, "SIGUSR2");
+      await within(signaled, DEADLINE, "SIGUSR2");
       assert.equal(aio_return(cb), 0);
     } finally {
       if (deno) Deno.removeSignalListener("SIGUSR2", received);
@@ -337,7 +337,7 @@ test("18. reusing a control block: aio_return reports the new request", () =>
     fs.closeSync(fd);
   }));
 
-test("19. aio_suspend without a timeout waits as long as it takes, then returns 0", () =>
+test("[timing] 19. aio_suspend without a timeout waits as long as it takes, then returns 0", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
     using cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
@@ -351,7 +351,7 @@ test("19. aio_suspend without a timeout waits as long as it takes, then returns 
     pipe.close();
   }));
 
-test("20. aio_suspend returns at once if one listed request is complete, beside a blocked one", () =>
+test("[timing] 20. aio_suspend returns at once if one listed request is complete, beside a blocked one", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
     const { fd } = tempFile(dir);
@@ -388,7 +388,7 @@ test("22. aio_suspend with an empty or all-null list is rejected (glibc returns,
   await assert.rejects(aio_suspend([null, null]), TypeError);
 });
 
-test("23. aio_suspend timeout: -1, EAGAIN, after at least the timeout; a zero timeout polls", () =>
+test("[timing] 23. aio_suspend timeout: -1, EAGAIN, after at least the timeout; a zero timeout polls", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
     using cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
@@ -406,7 +406,7 @@ test("23. aio_suspend timeout: -1, EAGAIN, after at least the timeout; a zero ti
     pipe.close();
   }));
 
-test("24. aio_suspend keeps waiting for its whole timeout while signals arrive", () =>
+test("[timing] 24. aio_suspend keeps waiting for its whole timeout while signals arrive", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
     using cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
@@ -500,7 +500,7 @@ test(
       assert.equal(aio_cancel(pipe.fd, queued), constants.AIO_CANCELED);
       assert.equal(aio_error(queued), constants.ECANCELED);
       assert.equal(aio_return(queued), -1);
-      assert.equal(await within(notification, 5000, "the notification"), 28);
+      assert.equal(await within(notification, DEADLINE, "the notification"), 28);
       pipe.feed("b");
       await settle(blocker);
       aio_return(blocker);

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { target } from "../mod.ts";
 import { test } from "./harness.ts";
 import {
+  CHILD_TIMEOUT,
   DEADLINE,
   emulator,
   hasProgram,
@@ -56,7 +57,7 @@ async function traced(name: string, options: string[], args: (dir: string) => st
   try {
     const log = path.join(dir, "strace.log");
     const command = ["strace", "-f", "--seccomp-bpf", "-qq", "-o", log, ...options, ...runtimeCommand(fixture(name))];
-    const result = await run([...command, ...args(dir)], { timeout: 120_000 });
+    const result = await run([...command, ...args(dir)], { timeout: CHILD_TIMEOUT });
     return { result, log: fs.readFileSync(log, "utf8"), dir };
   } finally {
     remove();
