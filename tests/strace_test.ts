@@ -65,14 +65,31 @@ async function traced(name: string, options: string[], args: (dir: string) => st
 }
 
 /**
- * The calls of `log` (traced with `-y`, which shows each fd's path) made on `file`, without
- * thread ids or spacing: `fdatasync(7) = 0`. Calls that strace split around another thread's
- * (`<unfinished ...>`, `<... resumed>`) are counted once, by their first half.
+ * The calls of `log` (traced with `-f -y`: lines start with the thread id, and each fd shows its
+ * path) made on `file`, without thread ids or spacing: `fdatasync(7) = 0`. A call that strace
+ * split around another thread's (`... <unfinished ...>`, then `<... fdatasync resumed>) = 0`) is
+ * joined again.
  */
 function callsOn(log: string, file: string): string[] {
   const shown = `<${file}>`;
-  return log.split("\n").filter((line) => line.includes(shown) && !line.includes("resumed>"))
-    .map((line) => line.replace(/^\d+\s+/, "").replaceAll(shown, "").replace(/\s+/g, " "));
+  const unfinished = new Map<string, string>();
+  const calls: string[] = [];
+  for (const line of log.split("\n")) {
+    const [, tid, rest] = /^(\d+)\s+(.*)$/.exec(line) ?? [];
+    if (tid === undefined) continue;
+    let call = rest;
+    const resumed = /^<\.\.\. \w+ resumed>(.*)$/.exec(rest);
+    if (resumed !== null) {
+      if (!unfinished.has(tid)) continue;
+      call = unfinished.get(tid)! + resumed[1];
+      unfinished.delete(tid);
+    } else if (rest.endsWith(" <unfinished ...>")) {
+      unfinished.set(tid, rest.slice(0, -" <unfinished ...>".length));
+      continue;
+    }
+    if (call.includes(shown)) calls.push(call.replaceAll(shown, "").replace(/\s+/g, " "));
+  }
+  return calls;
 }
 
 test("fdatasync() reaches the kernel as fdatasync(2) and fsync() as fsync(2), on that file", async () => {
@@ -172,7 +189,7 @@ test(
     });
     let tracer: ReturnType<typeof spawn> | undefined;
     try {
-      const pid = await within(ready, DEADLINE, "the fixture's ready line");
+      const pid = await within(ready, CHILD_TIMEOUT, "the fixture's ready line");
       // Clone fails; the fixture's polls of the file `go` (file syscalls) are traced too, so
       // that the log shows when strace is attached and tracing.
       const inject = ["-e", "trace=clone,clone3,%file", "-e", "inject=clone,clone3:error=EAGAIN"];
