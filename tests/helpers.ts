@@ -201,11 +201,12 @@ export function threadStates(): string {
 }
 
 /**
- * Whether a thread of this process is blocked reading `fd` right now: /proc/self/task/<tid>/syscall
- * shows a read-family syscall whose first argument is `fd` (on a FIFO with nothing written,
- * wchan says pipe_read then). Threads that vanish while looked at are skipped.
+ * The id of a thread of this process blocked reading `fd` right now, or `undefined`:
+ * /proc/self/task/<tid>/syscall shows a read-family syscall whose first argument is `fd` (on a
+ * FIFO with nothing written, wchan says pipe_read then). Threads that vanish while looked at are
+ * skipped. Linux only.
  */
-export function blockedReading(fd: number): boolean {
+export function readerThread(fd: number): string | undefined {
   const hex = `0x${fd.toString(16)}`;
   for (const tid of fs.readdirSync("/proc/self/task")) {
     let fields: string[];
@@ -214,9 +215,14 @@ export function blockedReading(fd: number): boolean {
     } catch {
       continue;
     }
-    if (readSyscalls.includes(Number(fields[0])) && fields[1] === hex) return true;
+    if (readSyscalls.includes(Number(fields[0])) && fields[1] === hex) return tid;
   }
-  return false;
+  return undefined;
+}
+
+/** Whether a thread of this process is blocked reading `fd` right now (see `readerThread`). */
+export function blockedReading(fd: number): boolean {
+  return readerThread(fd) !== undefined;
 }
 
 /**
