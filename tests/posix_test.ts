@@ -412,20 +412,28 @@ test("[timing] 24. aio_suspend keeps waiting for its whole timeout while signals
     using cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
     aio_read(cb);
     const deno = (globalThis as { Bun?: unknown }).Bun === undefined;
-    const ignore = (): void => {};
-    if (deno) Deno.addSignalListener("SIGUSR1", ignore);
-    else process.on("SIGUSR1", ignore);
-    const ticker = setInterval(() => process.kill(process.pid, "SIGUSR1"), 20);
+    // SIGWINCH: handled while the listener is there, and ignored by default once it is gone,
+    // so a signal still on its way when the test ends cannot end the process (SIGUSR1 did, on
+    // a loaded machine).
+    let received = 0;
+    const count = (): void => void received++;
+    if (deno) Deno.addSignalListener("SIGWINCH", count);
+    else process.on("SIGWINCH", count);
+    let ticker: ReturnType<typeof setInterval> | undefined;
     try {
       const start = performance.now();
-      assert.equal(await aio_suspend([cb], { tv_sec: 0, tv_nsec: 300_000_000 }), -1);
+      const waiting = aio_suspend([cb], { tv_sec: 0, tv_nsec: 300_000_000 });
+      process.kill(process.pid, "SIGWINCH");
+      ticker = setInterval(() => process.kill(process.pid, "SIGWINCH"), 20);
+      assert.equal(await waiting, -1);
       assert.equal(errno(), constants.EAGAIN, "not EINTR: interrupted waits are resumed");
       assert.ok(performance.now() - start >= 299);
+      clearInterval(ticker);
+      await until(() => received > 0, "a SIGWINCH delivered");
     } finally {
       clearInterval(ticker);
-      await sleep(50);
-      if (deno) Deno.removeSignalListener("SIGUSR1", ignore);
-      else process.off("SIGUSR1", ignore);
+      if (deno) Deno.removeSignalListener("SIGWINCH", count);
+      else process.off("SIGWINCH", count);
     }
     pipe.feed("a");
     await settle(cb);
