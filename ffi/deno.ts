@@ -72,8 +72,17 @@ export function createDenoBackend(): Backend {
     arch: Deno.build.arch,
     NULL: 0n,
     checkPermission(): void {
-      if (Deno.permissions.querySync({ name: "ffi" }).state === "denied") {
-        throw new FfiPermissionError("@posix/aio calls the C library through FFI: run Deno with --allow-ffi");
+      // Unrestricted FFI, asked for once: Deno's pointer functions need it, and a grant limited
+      // to paths (--allow-ffi=<path>, or "y" to a prompt naming a library) makes Deno resolve a
+      // bare library name against the working directory. On a terminal without --allow-ffi this
+      // prompts once for "ffi access"; elsewhere (or with --no-prompt) it is denied at once.
+      let { state } = Deno.permissions.querySync({ name: "ffi" });
+      if (state === "prompt") state = Deno.permissions.requestSync({ name: "ffi" }).state;
+      if (state !== "granted") {
+        throw new FfiPermissionError(
+          "@posix/aio calls the C library through FFI: run Deno with --allow-ffi (without a path: "
+            + "Deno's pointer functions need unrestricted FFI)",
+        );
       }
     },
     env(name: string): string | undefined {

@@ -15,7 +15,7 @@ import { followPlatform, fullSync, syncWith } from "../src/sync.ts";
 import { type Loaded, native } from "../src/target.ts";
 import { waitAny } from "../src/wait.ts";
 import { test } from "./harness.ts";
-import { closedFd, fifo, quiescent, runtime, sleep, tempDir, tempFile, withDir, within } from "./helpers.ts";
+import { closedFd, DEADLINE, fifo, quiescent, runtime, tempDir, tempFile, until, withDir, within } from "./helpers.ts";
 
 const EINVAL = (): number => native().abi.constants.EINVAL;
 
@@ -109,7 +109,7 @@ test("at most 2 requests in libc: the others wait in order and go in as earlier 
     assert.equal(reads[5].op.block.result, -1);
     for (const [index, pipe] of pipes.slice(0, 5).entries()) {
       pipe.feed(String(index));
-      await within(reads[index].done, 5000, `read ${index}`);
+      await within(reads[index].done, DEADLINE, `read ${index}`);
       assert.equal(reads[index].op.block.result, 1);
       assert.equal(reads[index].buffer[0], 48 + index);
       assert.ok(engine.inLibc <= 2);
@@ -135,11 +135,11 @@ test("EAGAIN from a submit holds the request back and retries it; it succeeds on
     assert.equal(read.errno, 0);
     const state = (): string => read.op.block.state;
     assert.equal(state(), "idle");
-    for (let i = 0; i < 200 && state() !== "pending"; i++) await sleep(5);
+    await until(() => state() === "pending" || attempts > 4, "the retried submit");
     assert.equal(attempts, 4);
     assert.equal(state(), "pending");
     pipe.feed("!");
-    await within(read.done, 5000, "the read");
+    await within(read.done, DEADLINE, "the read");
     assert.equal(read.op.block.result, 1);
   } finally {
     pipe.close();
@@ -156,7 +156,7 @@ test("EAGAIN that never ends (macOS says EAGAIN for invalid requests too) fails 
     return EAGAIN;
   });
   assert.equal(read.errno, 0);
-  await within(read.done, 10_000, "the failure");
+  await within(read.done, DEADLINE, "the failure");
   assert.equal(read.op.block.refused, true);
   assert.equal(read.op.block.error, EAGAIN);
   assert.equal(read.op.block.result, -1);
@@ -189,16 +189,17 @@ test("aio_suspend lists longer than 16 entries are split, and the wait ends at t
     assert.equal(await waitAny(loaded, blocks, 120), native().abi.constants.EAGAIN, "times out");
     assert.equal(suspendCalls.largest, 16, "no call lists more than 16");
     assert.ok(suspendCalls.count >= 3, `40 entries take 3 calls at least (${suspendCalls.count})`);
+    const calls = suspendCalls.count;
     const waiting = waitAny(loaded, blocks);
-    await sleep(30);
+    await until(() => suspendCalls.count >= calls + 3, "the three split aio_suspend calls");
     pipes[37].feed("x");
-    assert.equal(await within(waiting, 5000, "the split wait"), 0);
+    assert.equal(await within(waiting, DEADLINE, "the split wait"), 0);
     assert.equal(blocks[37].state, "complete");
     assert.ok(blocks.every((block) => !block.listed), "every call returned");
   } finally {
     pipes.forEach((pipe, index) => index !== 37 && pipe.feed("y"));
     for (const block of blocks) {
-      while (!block.poll()) await sleep(1);
+      await until(() => block.poll(), "each read's completion");
       block.free();
     }
     for (const pipe of pipes) pipe.close();
@@ -213,13 +214,13 @@ test("the suspend strategy splits its calls at 16 entries too", async () => {
     const engine = new Engine(darwinLike(null), "suspend");
     Object.assign(suspendCalls, { largest: 0, count: 0 });
     const reads = pipes.map((pipe) => submitRead(engine, pipe.fd));
-    await sleep(30);
+    await until(() => suspendCalls.count >= 3, "the strategy's aio_suspend calls");
     assert.equal(suspendCalls.largest, 16, "no call lists more than 16");
     assert.equal(suspendCalls.count, 3, "40 entries in 3 calls");
     pipes[39].feed("z");
-    await within(reads[39].done, 5000, "the last read");
+    await within(reads[39].done, DEADLINE, "the last read");
     pipes.slice(0, 39).forEach((pipe) => pipe.feed("w"));
-    await within(Promise.all(reads.map((read) => read.done)), 5000, "every read");
+    await within(Promise.all(reads.map((read) => read.done)), DEADLINE, "every read");
     assert.equal(engine.pending, 0);
   } finally {
     for (const pipe of pipes) pipe.close();

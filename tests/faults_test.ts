@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { test } from "./harness.ts";
-import { hasProgram, lastJson, root, run, runtimeCommand, tempDir } from "./helpers.ts";
+import { CHILD_TIMEOUT, hasProgram, lastJson, root, run, runtimeCommand, tempDir } from "./helpers.ts";
 
 const skip = hasProgram("strace") ? false : "strace is not installed";
 
@@ -23,7 +23,7 @@ for (const errno of ["EIO", "ENOSPC"]) {
         ...runtimeCommand(path.join(root, "tests", "fixtures", "faults.ts")),
         bad,
         good,
-      ], { timeout: 60_000 });
+      ], { timeout: CHILD_TIMEOUT });
       assert.equal(result.status, 0, result.stderr);
       assert.deepEqual(lastJson(result), {
         // The fsync of the failing file was queued behind its failing fdatasync: that failure

@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stats } from "../mod.ts";
+import { constants } from "../src/posix.ts";
 
 /** The runtime running the tests. */
 export const runtime: "deno" | "bun" = (globalThis as { Bun?: unknown }).Bun !== undefined ? "bun" : "deno";
@@ -90,8 +91,9 @@ export async function withDir(fn: (dir: string) => Promise<void> | void): Promis
  * Asserts that nothing is in flight or allocated, waiting up to `ms` first: a block that an
  * `aio_suspend` call off the JavaScript thread still lists is freed when that call returns.
  */
-export async function quiescent(ms = 2000): Promise<void> {
-  for (const start = performance.now(); stats().allocated > 0 && performance.now() - start < ms;) await sleep(5);
+export async function quiescent(ms = 10_000): Promise<void> {
+  const idle = (): boolean => stats().allocated === 0 && stats().pending === 0;
+  for (const start = performance.now(); !idle() && performance.now() - start < ms;) await sleep(5);
   assert.deepEqual(stats(), { pending: 0, allocated: 0 }, "nothing left in flight or allocated");
 }
 
@@ -125,9 +127,117 @@ export function closedFd(dir: string): number {
   return fd;
 }
 
-/** Waits `ms` milliseconds. */
+/** Waits `ms` milliseconds. Never use it to assume something has happened: wait for it (`until`). */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * How long a test waits for a fact (a request running, a tracer attached) before it fails: wide,
+ * since a loaded machine (busy loops on every core, another copy of the suite) can keep a thread
+ * off the CPU for seconds. Waiting that long costs nothing when the fact comes at once.
+ */
+export const DEADLINE = 30_000;
+
+/** How long a child process (a fixture, a runtime under strace) may run before it is killed. */
+export const CHILD_TIMEOUT = 120_000;
+
+/**
+ * Waits until `fact()` is true, checking it now and then every few milliseconds; rejects with an
+ * Error naming `what` (and `detail()`, if given) after `ms`. The loop always ends.
+ */
+export async function until(
+  fact: () => boolean,
+  what: string,
+  ms: number = DEADLINE,
+  detail?: () => string,
+): Promise<void> {
+  const start = performance.now();
+  while (!fact()) {
+    if (performance.now() - start > ms) {
+      throw new Error(`${what} did not happen within ${ms} ms${detail ? `: ${detail()}` : ""}`);
+    }
+    await sleep(2);
+  }
+}
+
+/**
+ * Numbers of the syscalls that read a descriptor (read, pread64, readv, preadv, preadv2) per
+ * kernel architecture. Under qemu-user the guest's syscalls are made by qemu as host syscalls, so
+ * the kernel's own architecture counts, not the runtime's.
+ */
+const READ_SYSCALLS: Record<string, readonly number[]> = {
+  x86_64: [0, 17, 19, 295, 327],
+  aarch64: [63, 67, 65, 69, 286],
+};
+
+function kernelArch(): string {
+  try {
+    return fs.readFileSync("/proc/sys/kernel/arch", "utf8").trim();
+  } catch {
+    return os.machine();
+  }
+}
+
+const readSyscalls: readonly number[] = READ_SYSCALLS[kernelArch()] ?? [];
+
+/**
+ * What each thread of this process is blocked in, one line per thread (`tid: syscall wchan`),
+ * from /proc/self/task/<tid>/{syscall,wchan}; for error messages.
+ */
+export function threadStates(): string {
+  const lines: string[] = [];
+  for (const tid of fs.readdirSync("/proc/self/task")) {
+    const read = (file: string): string => {
+      try {
+        return fs.readFileSync(`/proc/self/task/${tid}/${file}`, "utf8").trim();
+      } catch (error) {
+        return `(${(error as Error).message})`;
+      }
+    };
+    lines.push(`${tid}: ${read("syscall").split(" ").slice(0, 3).join(" ")} ${read("wchan")}`);
+  }
+  return lines.join("\n");
+}
+
+/**
+ * The id of a thread of this process blocked reading `fd` right now, or `undefined`:
+ * /proc/self/task/<tid>/syscall shows a read-family syscall whose first argument is `fd` (on a
+ * FIFO with nothing written, wchan says pipe_read then). Threads that vanish while looked at are
+ * skipped. Linux only.
+ */
+export function readerThread(fd: number): string | undefined {
+  const hex = `0x${fd.toString(16)}`;
+  for (const tid of fs.readdirSync("/proc/self/task")) {
+    let fields: string[];
+    try {
+      fields = fs.readFileSync(`/proc/self/task/${tid}/syscall`, "utf8").trim().split(" ");
+    } catch {
+      continue;
+    }
+    if (readSyscalls.includes(Number(fields[0])) && fields[1] === hex) return tid;
+  }
+  return undefined;
+}
+
+/** Whether a thread of this process is blocked reading `fd` right now (see `readerThread`). */
+export function blockedReading(fd: number): boolean {
+  return readerThread(fd) !== undefined;
+}
+
+/**
+ * Waits until a read on the FIFO `fd` is running inside libc: a thread of this process is blocked
+ * reading `fd`, and `status()` (the request's `aio_error`, when given) says EINPROGRESS. Requests
+ * submitted on `fd` afterwards are queued behind it (glibc runs one fd's requests in order).
+ */
+export async function readRunning(fd: number, status?: () => number, ms: number = DEADLINE): Promise<void> {
+  const { EINPROGRESS } = constants;
+  await until(
+    () => blockedReading(fd) && (status === undefined || status() === EINPROGRESS),
+    `a thread blocked reading fd ${fd} with the request EINPROGRESS`,
+    ms,
+    () => `status ${status?.()}, threads:\n${threadStates()}`,
+  );
 }
 
 /** Whether a program is on PATH. */
@@ -167,7 +277,7 @@ export function run(
     let stderr = "";
     child.stdout.on("data", (chunk) => stdout += chunk);
     child.stderr.on("data", (chunk) => stderr += chunk);
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeout ?? 60_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeout ?? CHILD_TIMEOUT);
     child.on("error", (error) => {
       clearTimeout(timer);
       reject(error);
@@ -195,6 +305,18 @@ export function gc(): void {
   const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
   if (bun !== undefined) bun.gc(true);
   else (globalThis as { gc?: () => void }).gc?.();
+}
+
+/**
+ * Waits until `fact()` is true, forcing a garbage collection before each check (every 10 ms);
+ * rejects with an Error naming `what` after `ms`.
+ */
+export async function collected(fact: () => boolean, what: string, ms: number = DEADLINE): Promise<void> {
+  const start = performance.now();
+  while (!(gc(), fact())) {
+    if (performance.now() - start > ms) throw new Error(`${what} did not happen within ${ms} ms`);
+    await sleep(10);
+  }
 }
 
 /** Whether `gc()` really collects. */

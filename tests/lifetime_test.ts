@@ -11,6 +11,8 @@ import { aio_write, Aiocb } from "../src/posix.ts";
 import { test } from "./harness.ts";
 import {
   canGc,
+  CHILD_TIMEOUT,
+  collected,
   emulator,
   gc,
   lastJson,
@@ -34,22 +36,27 @@ test(
       const files = Array.from({ length: 8 }, (_, i) => tempFile(dir, `f${i}`));
       const data = new TextEncoder().encode("x".repeat(64));
       let settled = 0;
+      const failures: unknown[] = [];
       const count = (): void => void settled++;
+      const fail = (error: unknown): void => {
+        failures.push(error);
+        settled++;
+      };
       const total = UNREFERENCED;
       for (let i = 0; i < total; i++) {
         const { fd } = files[i % files.length];
         switch (i % 5) {
           case 0:
-            fdatasync(fd).then(count, count);
+            fdatasync(fd).then(count, fail);
             break;
           case 1:
-            AioRequest.write(fd, data, (i % 100) * 64).done.then(count, count);
+            AioRequest.write(fd, data, (i % 100) * 64).done.then(count, fail);
             break;
           case 2:
-            AioRequest.read(fd, new Uint8Array(64), 0).done.then(count, count);
+            AioRequest.read(fd, new Uint8Array(64), 0).done.then(count, fail);
             break;
           case 3:
-            write(fd, data, 0).then(count, count);
+            write(fd, data, 0).then(count, fail);
             break;
           default: {
             // A C-layer control block dropped in flight: the engine adopts and frees it.
@@ -63,15 +70,10 @@ test(
           await sleep(0);
         }
       }
-      for (let i = 0; i < 2000 && settled < total; i++) {
-        gc();
-        await sleep(5);
-      }
+      await collected(() => settled === total, "every promise settled", 120_000);
       assert.equal(settled, total, "every promise settled");
-      for (let i = 0; i < 200 && stats().allocated > 0; i++) {
-        gc();
-        await sleep(10);
-      }
+      assert.deepEqual(failures, [], "on regular files every request succeeds");
+      await collected(() => stats().allocated === 0, "every block freed", 120_000);
       for (const { fd } of files) fs.closeSync(fd);
       await quiescent();
     } finally {
@@ -142,7 +144,7 @@ test("soak (50,000 fdatasync, 256 in flight): RSS growth after 20,000 within 16 
 
 test("a script that never submits anything exits at once, even after importing and reading target", async () => {
   const result = await run(runtimeCommand(path.join(root, "tests", "fixtures", "no_requests.ts")), {
-    timeout: 30_000,
+    timeout: CHILD_TIMEOUT,
   });
   assert.equal(result.status, 0, result.stderr);
   const report = lastJson<{ completion: string; pending: number }>(result);

@@ -4,13 +4,29 @@
  */
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
 import type { NativeLibrary } from "../ffi/mod.ts";
 import { FfiPermissionError } from "../ffi/mod.ts";
 import { target } from "../mod.ts";
 import { ABI, type TargetName } from "../src/abi.ts";
 import { openLibrary, targetCandidates } from "../src/target.ts";
 import { test } from "./harness.ts";
-import { lastJson, processLibc, root, run, runtime, runtimeCommand, runtimeLauncher, testTarget } from "./helpers.ts";
+import {
+  CHILD_TIMEOUT,
+  type ChildResult,
+  DEADLINE,
+  hasProgram,
+  lastJson,
+  processLibc,
+  root,
+  run,
+  runtime,
+  runtimeCommand,
+  runtimeLauncher,
+  testTarget,
+  within,
+} from "./helpers.ts";
 
 /** A fake dlopen: `files` maps each name that opens to the C library behind it. */
 function opener(files: Record<string, "glibc" | "musl" | "darwin">) {
@@ -113,16 +129,92 @@ test("unsupported platforms fail with an error naming the platform", () => {
 
 test("importing opens nothing; Deno without --allow-ffi fails at first use naming the flag", async () => {
   const script = `${root}/tests/fixtures/loading.ts`;
-  const result = await run([...runtimeLauncher, "run", "--allow-read", "--allow-env", script], { timeout: 30_000 });
+  const result = await run([...runtimeLauncher, "run", "--allow-read", "--allow-env", script], {
+    timeout: CHILD_TIMEOUT,
+  });
   const report = lastJson<{ imported: boolean; before: unknown; error?: string }>(result);
   assert.equal(report.imported, true);
   assert.deepEqual(report.before, { pending: 0, allocated: 0 });
   assert.match(report.error ?? "", /--allow-ffi/);
 }, { skip: runtime === "deno" ? false : "Deno permissions" });
 
+test("Deno with --allow-ffi=<path of libc> fails at first use too, asking for --allow-ffi without a path", async () => {
+  // Deno's pointer functions need unrestricted FFI, and with a path-limited grant Deno resolves
+  // a bare library name against the working directory: the module asks for --allow-ffi itself.
+  const libc = fs.readFileSync("/proc/self/maps", "utf8").split("\n").map((line) => line.split(/\s+/)[5] ?? "")
+    .find((file) => /\/libc[.-]/.test(file))!;
+  const script = `${root}/tests/fixtures/loading.ts`;
+  for (const env of [{}, { POSIX_AIO_LIBRARY: libc }] as Record<string, string>[]) {
+    const result = await run(
+      [...runtimeLauncher, "run", `--allow-ffi=${libc}`, "--allow-read", "--allow-env", script],
+      {
+        env,
+        timeout: DEADLINE,
+      },
+    );
+    assert.equal(result.status, 0, result.stderr);
+    const report = lastJson<{ before: unknown; error?: string }>(result);
+    assert.deepEqual(report.before, { pending: 0, allocated: 0 });
+    assert.match(report.error ?? "", /run Deno with --allow-ffi \(without a path/, JSON.stringify(env));
+  }
+}, { skip: runtime !== "deno" ? "Deno permissions" : processLibc() === undefined ? "needs /proc/self/maps" : false });
+
+/**
+ * Runs Deno on a pseudo-terminal (`script`) without --allow-ffi and answers its permission
+ * prompts with `answer`; resolves with everything the terminal showed, without carriage returns.
+ */
+async function onTerminal(answer: string): Promise<string> {
+  const script = `${root}/tests/fixtures/loading.ts`;
+  const quote = (word: string): string => `'${word.replaceAll("'", "'\\''")}'`;
+  const command = [...runtimeLauncher, "run", "--allow-read", "--allow-env", script].map(quote).join(" ");
+  const child = spawn("script", ["-qec", command, "/dev/null"], {
+    env: { ...process.env, NO_COLOR: "1" },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (chunk) => output += chunk);
+  child.stderr.on("data", (chunk) => output += chunk);
+  // Deno discards what was typed before it reads the answer: while a prompt shows unanswered
+  // (more "Allow?" than answers seen), type the answer again every 100 ms.
+  const count = (text: string): number => output.split(text).length - 1;
+  const typing = setInterval(() => {
+    if (count("Allow?") > count("Granted ") + count("Denied ")) child.stdin.write(`${answer}\n`);
+  }, 100);
+  const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
+  try {
+    await within(closed, DEADLINE, "the prompted script's end");
+  } finally {
+    clearInterval(typing);
+    child.kill("SIGKILL");
+  }
+  return output.replaceAll("\r", "");
+}
+
+test(
+  "Deno on a terminal without --allow-ffi: one prompt for ffi access; yes works, no rejects naming the flag",
+  async () => {
+    const granted = await onTerminal("y");
+    assert.equal(granted.split("Deno requests ffi access").length - 1, 1, granted);
+    assert.match(granted, /Granted ffi access\./);
+    assert.equal(lastJson<{ libc?: string }>({ stdout: granted } as ChildResult).libc, processLibc(), granted);
+    const denied = await onTerminal("n");
+    assert.equal(denied.split("Deno requests ffi access").length - 1, 1, denied);
+    assert.match(lastJson<{ error?: string }>({ stdout: denied } as ChildResult).error ?? "", /--allow-ffi/, denied);
+  },
+  {
+    skip: runtime !== "deno"
+      ? "Deno permissions"
+      : !hasProgram("script")
+      ? "needs script(1) for a pseudo-terminal"
+      : processLibc() === undefined
+      ? "needs /proc/self/maps"
+      : false,
+  },
+);
+
 test("POSIX_AIO_LIBRARY selects the library in a real process; a bad one is named in the error", async () => {
   const script = `${root}/tests/fixtures/loading.ts`;
-  const good = await run(runtimeCommand(script), { env: { POSIX_AIO_LIBRARY: "librt.so.1" }, timeout: 30_000 });
+  const good = await run(runtimeCommand(script), { env: { POSIX_AIO_LIBRARY: "librt.so.1" }, timeout: CHILD_TIMEOUT });
   // musl answers librt.so.1 with itself, and the module must then say musl.
   assert.deepEqual(lastJson(good), {
     imported: true,
@@ -132,7 +224,7 @@ test("POSIX_AIO_LIBRARY selects the library in a real process; a bad one is name
   });
   const bad = await run(runtimeCommand(script), {
     env: { POSIX_AIO_LIBRARY: "/nonexistent/libc.so" },
-    timeout: 30_000,
+    timeout: CHILD_TIMEOUT,
   });
   assert.match(lastJson<{ error: string }>(bad).error, /POSIX_AIO_LIBRARY=\/nonexistent\/libc\.so/);
 });

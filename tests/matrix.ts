@@ -57,14 +57,24 @@ export interface Executed {
 }
 
 /**
- * Runs a command in the project root with `NO_COLOR` and `env` over this process's environment;
- * resolves with its exit status and combined output. Killed after `timeout` ms if given.
+ * Runs a command in the project root with `NO_COLOR` and `env` over this process's environment
+ * (a variable given as `undefined` is removed from it); resolves with its exit status and
+ * combined output. Killed after `timeout` ms if given.
  */
-export function execute(command: string[], env: Record<string, string> = {}, timeout?: number): Promise<Executed> {
+export function execute(
+  command: string[],
+  env: Record<string, string | undefined> = {},
+  timeout?: number,
+): Promise<Executed> {
+  const environment: Record<string, string> = { ...Deno.env.toObject(), NO_COLOR: "1" };
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) delete environment[name];
+    else environment[name] = value;
+  }
   return new Promise((resolve) => {
     const child = spawn(command[0], command.slice(1), {
       cwd: root,
-      env: { ...Deno.env.toObject(), NO_COLOR: "1", ...env },
+      env: environment,
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
@@ -432,7 +442,8 @@ async function suite(
     ...entry.env,
     POSIX_AIO_TEST_TARGET: entry.target,
     POSIX_AIO_TEST_RUNTIME: JSON.stringify(launcher),
-    POSIX_AIO_COMPLETION: completion,
+    // The default run has no POSIX_AIO_COMPLETION at all, whatever the caller's shell exports.
+    POSIX_AIO_COMPLETION: completion === "" ? undefined : completion,
   };
   const start = performance.now();
   const result = await execute(command, env, emulated ? RUN_TIMEOUT.emulated : RUN_TIMEOUT.native);
@@ -466,7 +477,7 @@ async function runEntry(entry: Entry, missing: readonly string[]): Promise<Count
   }
   const launcher = entry.launcher(binary);
   const evaluate = entry.runtime === "deno" ? [...launcher, "eval"] : [...launcher, "-e"];
-  const probe = await execute([...evaluate, TARGET_PROBE], { ...entry.env, POSIX_AIO_COMPLETION: "" }, 600_000);
+  const probe = await execute([...evaluate, TARGET_PROBE], { ...entry.env, POSIX_AIO_COMPLETION: undefined }, 600_000);
   let seen: Seen;
   try {
     seen = JSON.parse(probe.output.trim().split("\n").at(-1)!) as Seen;

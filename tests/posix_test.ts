@@ -24,13 +24,34 @@ import {
 } from "../src/posix.ts";
 import { native } from "../src/target.ts";
 import { test } from "./harness.ts";
-import { canGc, closedFd, fifo, gc, sleep, tempFile, withDir, within } from "./helpers.ts";
+import {
+  canGc,
+  closedFd,
+  collected,
+  DEADLINE,
+  fifo,
+  gc,
+  readRunning,
+  sleep,
+  tempFile,
+  until,
+  withDir,
+  within,
+} from "./helpers.ts";
 
 const encoder = new TextEncoder();
 
-/** Waits until the request of `cb` is final, the C way. */
+/**
+ * Waits until the request of `cb` is final, the C way, each aio_suspend call bounded; fails
+ * after DEADLINE instead of looping for ever (an aio_suspend that keeps failing at once, a
+ * request that never ends).
+ */
 async function settle(cb: Aiocb): Promise<void> {
-  while (aio_error(cb) === constants.EINPROGRESS) await aio_suspend([cb]);
+  const start = performance.now();
+  while (aio_error(cb) === constants.EINPROGRESS) {
+    if (performance.now() - start > DEADLINE) throw new Error(`the request did not end within ${DEADLINE} ms`);
+    await aio_suspend([cb], { tv_sec: 1, tv_nsec: 0 });
+  }
 }
 
 test("1. aio_fsync with an op other than O_SYNC/O_DSYNC: -1, EINVAL, nothing queued", () =>
@@ -157,7 +178,7 @@ test("11. SIGEV_NONE is the default; SIGEV_THREAD calls the function with sigev_
     });
     assert.equal(aio_fsync(constants.O_DSYNC, none), 0);
     assert.equal(aio_fsync(constants.O_DSYNC, thread), 0);
-    await within(arrived, 5000, "the SIGEV_THREAD notification");
+    await within(arrived, DEADLINE, "the SIGEV_THREAD notification");
     assert.deepEqual(values, [4242]);
     assert.equal(aio_error(thread), 0, "the status is final when the notification runs");
     await settle(none);
@@ -182,7 +203,7 @@ test("11. SIGEV_SIGNAL delivers sigev_signo when the request completes", () =>
       });
       assert.equal(aio_fsync(constants.O_DSYNC, cb), 0);
       await settle(cb);
-      await within(signaled, 5000, "SIGUSR2");
+      await within(signaled, DEADLINE, "SIGUSR2");
       assert.equal(aio_return(cb), 0);
     } finally {
       if (deno) Deno.removeSignalListener("SIGUSR2", received);
@@ -197,7 +218,7 @@ test("12. aio_error: EINPROGRESS while pending, 0 after success, the failure's e
     const glibc = target.libc === "glibc";
     using running = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(8) });
     assert.equal(aio_read(running), 0);
-    await sleep(20);
+    await readRunning(pipe.fd, () => aio_error(running));
     assert.equal(aio_error(running), constants.EINPROGRESS);
     // ECANCELED after a successful cancel: glibc cancels a request queued behind the running
     // read (it cannot cancel a running one); musl cancels the running one itself.
@@ -317,7 +338,7 @@ test("18. reusing a control block: aio_return reports the new request", () =>
     fs.closeSync(fd);
   }));
 
-test("19. aio_suspend without a timeout waits as long as it takes, then returns 0", () =>
+test("[timing] 19. aio_suspend without a timeout waits as long as it takes, then returns 0", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
     using cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
@@ -331,7 +352,7 @@ test("19. aio_suspend without a timeout waits as long as it takes, then returns 
     pipe.close();
   }));
 
-test("20. aio_suspend returns at once if one listed request is complete, beside a blocked one", () =>
+test("[timing] 20. aio_suspend returns at once if one listed request is complete, beside a blocked one", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
     const { fd } = tempFile(dir);
@@ -340,9 +361,10 @@ test("20. aio_suspend returns at once if one listed request is complete, beside 
     aio_read(blocked);
     aio_fsync(constants.O_DSYNC, done);
     await settle(done);
+    // A wait that ignored the complete entry would last the whole minute.
     const start = performance.now();
-    assert.equal(await aio_suspend([blocked, done], { tv_sec: 5, tv_nsec: 0 }), 0);
-    assert.ok(performance.now() - start < 1000);
+    assert.equal(await aio_suspend([blocked, done], { tv_sec: 60, tv_nsec: 0 }), 0);
+    assert.ok(performance.now() - start < DEADLINE, `returned after ${performance.now() - start} ms`);
     aio_return(done);
     pipe.feed("z");
     await settle(blocked);
@@ -367,7 +389,7 @@ test("22. aio_suspend with an empty or all-null list is rejected (glibc returns,
   await assert.rejects(aio_suspend([null, null]), TypeError);
 });
 
-test("23. aio_suspend timeout: -1, EAGAIN, after at least the timeout; a zero timeout polls", () =>
+test("[timing] 23. aio_suspend timeout: -1, EAGAIN, after at least the timeout; a zero timeout polls", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
     using cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
@@ -376,36 +398,43 @@ test("23. aio_suspend timeout: -1, EAGAIN, after at least the timeout; a zero ti
     assert.equal(await aio_suspend([cb], { tv_sec: 0, tv_nsec: 200_000_000 }), -1);
     assert.ok(performance.now() - start >= 199, `waited ${performance.now() - start} ms`);
     assert.equal(errno(), constants.EAGAIN);
-    const poll = performance.now();
-    assert.equal(await aio_suspend([cb], { tv_sec: 0, tv_nsec: 0 }), -1);
+    // A zero timeout that were taken for "no timeout" would never return: the deadline fails it.
+    assert.equal(await within(aio_suspend([cb], { tv_sec: 0, tv_nsec: 0 }), DEADLINE, "a zero-timeout wait"), -1);
     assert.equal(errno(), constants.EAGAIN);
-    assert.ok(performance.now() - poll < 100);
     pipe.feed("a");
     await settle(cb);
     aio_return(cb);
     pipe.close();
   }));
 
-test("24. aio_suspend keeps waiting for its whole timeout while signals arrive", () =>
+test("[timing] 24. aio_suspend keeps waiting for its whole timeout while signals arrive", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
     using cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
     aio_read(cb);
     const deno = (globalThis as { Bun?: unknown }).Bun === undefined;
-    const ignore = (): void => {};
-    if (deno) Deno.addSignalListener("SIGUSR1", ignore);
-    else process.on("SIGUSR1", ignore);
-    const ticker = setInterval(() => process.kill(process.pid, "SIGUSR1"), 20);
+    // SIGWINCH: handled while the listener is there, and ignored by default once it is gone,
+    // so a signal still on its way when the test ends cannot end the process (SIGUSR1 did, on
+    // a loaded machine).
+    let received = 0;
+    const count = (): void => void received++;
+    if (deno) Deno.addSignalListener("SIGWINCH", count);
+    else process.on("SIGWINCH", count);
+    let ticker: ReturnType<typeof setInterval> | undefined;
     try {
       const start = performance.now();
-      assert.equal(await aio_suspend([cb], { tv_sec: 0, tv_nsec: 300_000_000 }), -1);
+      const waiting = aio_suspend([cb], { tv_sec: 0, tv_nsec: 300_000_000 });
+      process.kill(process.pid, "SIGWINCH");
+      ticker = setInterval(() => process.kill(process.pid, "SIGWINCH"), 20);
+      assert.equal(await waiting, -1);
       assert.equal(errno(), constants.EAGAIN, "not EINTR: interrupted waits are resumed");
       assert.ok(performance.now() - start >= 299);
+      clearInterval(ticker);
+      await until(() => received > 0, "a SIGWINCH delivered");
     } finally {
       clearInterval(ticker);
-      await sleep(50);
-      if (deno) Deno.removeSignalListener("SIGUSR1", ignore);
-      else process.off("SIGUSR1", ignore);
+      if (deno) Deno.removeSignalListener("SIGWINCH", count);
+      else process.off("SIGWINCH", count);
     }
     pipe.feed("a");
     await settle(cb);
@@ -423,9 +452,9 @@ test("25. a mixed list (read, write, fsync) whose first entry is pending works",
     aio_read(read);
     aio_write(write);
     aio_fsync(constants.O_DSYNC, sync);
-    while (aio_error(write) === constants.EINPROGRESS || aio_error(sync) === constants.EINPROGRESS) {
-      assert.equal(await aio_suspend([read, write, sync]), 0);
-    }
+    await settle(write);
+    await settle(sync);
+    assert.equal(await aio_suspend([read, write, sync]), 0, "returns at once: two entries are complete");
     assert.equal(aio_error(read), constants.EINPROGRESS);
     assert.equal(aio_return(write), 5);
     assert.equal(aio_return(sync), 0);
@@ -475,12 +504,12 @@ test(
       };
       using queued = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1), aio_sigevent: sigevent });
       assert.equal(aio_read(blocker), 0);
-      await sleep(20);
+      await readRunning(pipe.fd, () => aio_error(blocker));
       assert.equal(aio_read(queued), 0);
       assert.equal(aio_cancel(pipe.fd, queued), constants.AIO_CANCELED);
       assert.equal(aio_error(queued), constants.ECANCELED);
       assert.equal(aio_return(queued), -1);
-      assert.equal(await within(notification, 5000, "the notification"), 28);
+      assert.equal(await within(notification, DEADLINE, "the notification"), 28);
       pipe.feed("b");
       await settle(blocker);
       aio_return(blocker);
@@ -496,7 +525,7 @@ test(
       const pipe = fifo(dir);
       using cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(2) });
       aio_read(cb);
-      await sleep(30);
+      await readRunning(pipe.fd, () => aio_error(cb));
       assert.equal(aio_cancel(pipe.fd, cb), constants.AIO_NOTCANCELED);
       assert.equal(aio_error(cb), constants.EINPROGRESS, "untouched");
       pipe.feed("ok");
@@ -515,7 +544,7 @@ test("30. aio_cancel(fd, null) cancels every cancelable request on the fd", () =
     using first = new Aiocb({ aio_fildes: pipe.fd });
     using second = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
     aio_read(running);
-    await sleep(30);
+    await readRunning(pipe.fd, () => aio_error(running));
     aio_fsync(constants.O_DSYNC, first);
     aio_read(second);
     assert.equal(aio_cancel(pipe.fd, null), constants.AIO_NOTCANCELED, "one could not be canceled");
@@ -577,7 +606,7 @@ test("33. a final block still listed by an aio_suspend call is freed only after 
     block.set("aio_fildes", fd);
     assert.equal(block.fsync(constants.O_SYNC), 0);
     block.list();
-    while (!block.poll()) await sleep(1);
+    await until(() => block.poll(), "the sync's completion");
     assert.throws(() => block.free(), /aio_suspend/);
     assert.throws(() => block.fsync(constants.O_SYNC), /aio_suspend/);
     const allocated = stats().allocated;
@@ -677,10 +706,8 @@ test("the posix layer's argument checks throw TypeError/RangeError naming the ar
 test("a dropped Aiocb in flight is freed only after its request ends", () =>
   withDir(async (dir) => {
     const pipe = fifo(dir);
-    for (let i = 0; i < 3; i++) {
-      gc();
-      await sleep(10);
-    }
+    // Blocks dropped by earlier tests are freed first, so that the count below is this test's.
+    await collected(() => stats().allocated === 0, "the blocks of earlier tests freed");
     const before = stats().allocated;
     (() => {
       const cb = new Aiocb({ aio_fildes: pipe.fd, aio_buf: new Uint8Array(1) });
@@ -692,11 +719,7 @@ test("a dropped Aiocb in flight is freed only after its request ends", () =>
     }
     assert.equal(stats().allocated, before + 1, "kept while libc may still write into it");
     pipe.feed("g");
-    for (let i = 0; i < 100 && stats().allocated > before; i++) {
-      gc();
-      await sleep(20);
-    }
-    assert.equal(stats().allocated, before, "collected and freed once final");
+    await collected(() => stats().allocated === before, "the dropped block freed once final");
     assert.equal(stats().pending, 0);
     pipe.close();
   }), { skip: canGc ? false : "needs a forced garbage collection (--v8-flags=--expose-gc)" });
