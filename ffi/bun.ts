@@ -201,5 +201,9 @@ export function createBunBackend(): Backend {
         },
       };
     },
+    unrefTimer(timer: ReturnType<typeof setTimeout>): void {
+      // Bun's timers are objects with Node's `unref()`.
+      (timer as unknown as { unref(): void }).unref();
+    },
   };
 }

@@ -136,5 +136,8 @@ export function createDenoBackend(): Backend {
         unref: () => callback.unref(),
       };
     },
+    unrefTimer(timer: ReturnType<typeof setTimeout>): void {
+      Deno.unrefTimer(timer);
+    },
   };
 }

@@ -97,6 +97,8 @@ export interface Backend {
    * the caller creates one and keeps it.
    */
   callback(fn: (value: bigint) => void): ThreadSafeCallback;
+  /** Lets the process exit while `timer` (from `setTimeout`/`setInterval`) is still pending. */
+  unrefTimer(timer: ReturnType<typeof setTimeout>): void;
 }
 
 /** Thrown when the runtime does not allow FFI; its message names the flag that allows it. */

@@ -35,8 +35,21 @@ function forget(token: bigint): Expected | undefined {
   return entry;
 }
 
+/**
+ * Runs the handler of a notification that arrived. An exception it throws (a user's
+ * `sigev_notify_function`) is reported like any uncaught exception (`reportError`: Deno
+ * dispatches an `error` event on `globalThis`, Bun emits `uncaughtException` on `process`;
+ * unhandled, either ends the process with the error, as a throwing timer callback would) and
+ * never reaches the runtime's callback machinery: later notifications are dispatched as usual.
+ */
 function dispatch(token: bigint): void {
-  forget(token)?.handler();
+  const entry = forget(token);
+  if (entry === undefined) return;
+  try {
+    entry.handler();
+  } catch (error) {
+    reportError(error);
+  }
 }
 
 /** The address of the process-wide notification function. */
@@ -71,7 +84,5 @@ export function notificationDue(token: bigint): void {
   if (entry === undefined || entry.grace !== undefined) return;
   entry.grace = setTimeout(() => forget(token), GRACE_MS);
   // The callback's reference keeps the process alive; this timer only ends the wait.
-  const timer = entry.grace as unknown as { unref?: () => void };
-  if (typeof timer.unref === "function") timer.unref();
-  else (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno?.unrefTimer(entry.grace as unknown as number);
+  native().backend.unrefTimer(entry.grace);
 }

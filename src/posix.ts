@@ -36,11 +36,10 @@
 import type { Address } from "../ffi/mod.ts";
 import type { Constants } from "./abi.ts";
 import { ControlBlock, writeSigevent } from "./control_block.ts";
-import { getEngine } from "./engine.ts";
 import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native } from "./target.ts";
 import { describe, toBytes, toInt32, toSafeIndex, toSafeInteger } from "./validate.ts";
-import { waitAny } from "./wait.ts";
+import { adopt, pointerList, waitAny } from "./wait.ts";
 
 export type { Constants, ErrnoName, ErrnoTable } from "./abi.ts";
 
@@ -124,9 +123,9 @@ export const constants: Constants = new Proxy({} as Constants, {
   deleteProperty: () => false,
 });
 
-// An Aiocb dropped while in flight is adopted by the engine, which frees it once final.
+// An Aiocb dropped while in flight is adopted (src/wait.ts), and freed once final.
 const registry = new FinalizationRegistry<ControlBlock>((block) => {
-  if (block.state === "pending") getEngine().adopt(block, block.get("aio_fildes"));
+  if (block.state === "pending") adopt(native(), block);
   else block.retire();
 });
 
@@ -577,15 +576,11 @@ export async function lio_listio(
     return opcode === LIO_READ || opcode === LIO_WRITE ? transfer(cb, blocks[index]) : null;
   });
   const tokens: bigint[] = [];
-  const array = c.calloc(Math.max(entries.length, 1), 8);
+  const array = pointerList(loaded, entries.map((entry) => entry === null ? backend.NULL : internals(entry).address));
   if (!array) return fail(EAGAIN);
   let notice: Address = backend.NULL;
   let noticeToken: bigint | undefined;
   try {
-    const view = new DataView(backend.view(array, Math.max(entries.length, 1) * 8));
-    entries.forEach((entry, index) => {
-      if (entry !== null) view.setBigUint64(index * 8, backend.toBigInt(internals(entry).address), true);
-    });
     members.forEach((cb, index) => {
       const [buffer, nbytes] = transfers[index] ?? [null, 0];
       blocks[index].prepareListEntry(blocks[index].get("aio_lio_opcode"), buffer, nbytes);
