@@ -124,6 +124,14 @@ export class Suspender {
     } else if (current instanceof Set && current.delete(watcher) && current.size === 0) {
       this.#watched.delete(block);
     }
+    if (this.#watched.size === 0) this.#idle();
+  }
+
+  /** Nothing is watched: no timer keeps the process alive (calls in flight end on their own). */
+  #idle(): void {
+    clearTimeout(this.#checkTimer);
+    clearTimeout(this.#pause);
+    this.#checkTimer = this.#pause = undefined;
   }
 
   /** Checks `block` once; if final, tells its watchers. Returns whether it is final. */
@@ -131,6 +139,7 @@ export class Suspender {
     const current = this.#watched.get(block);
     if (current === undefined || !block.poll()) return false;
     this.#watched.delete(block);
+    if (this.#watched.size === 0) this.#idle();
     for (const watcher of current instanceof Set ? [...current] : [current]) {
       try {
         watcher.final(block);
@@ -255,6 +264,7 @@ export class Suspender {
   /** A call failed: its blocks are checked on timers, and listed again after a pause. */
   #failed(): void {
     this.#failures++;
+    if (this.#watched.size === 0) return;
     this.#scheduleCheck();
     if (this.#pause !== undefined) return;
     this.#pause = setTimeout(() => {
