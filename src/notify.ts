@@ -37,10 +37,11 @@ function forget(token: bigint): Expected | undefined {
 
 /**
  * Runs the handler of a notification that arrived. An exception it throws (a user's
- * `sigev_notify_function`) is reported like any uncaught exception (`reportError`: Deno
- * dispatches an `error` event on `globalThis`, Bun emits `uncaughtException` on `process`;
- * unhandled, either ends the process with the error, as a throwing timer callback would) and
- * never reaches the runtime's callback machinery: later notifications are dispatched as usual.
+ * `sigev_notify_function`) never reaches the runtime's callback machinery: the backend reports
+ * it (Deno: an `error` event on `globalThis`; Bun: `uncaughtException` on `process`; stderr when
+ * nobody listens) without ending the process, and later notifications are dispatched as usual.
+ * `reportError()` itself would end the process when nobody listens, and an exit while glibc's
+ * notification threads call into the runtime can crash it (seen in Deno: SIGSEGV).
  */
 function dispatch(token: bigint): void {
   const entry = forget(token);
@@ -48,7 +49,7 @@ function dispatch(token: bigint): void {
   try {
     entry.handler();
   } catch (error) {
-    reportError(error);
+    native().backend.reportError(error);
   }
 }
 

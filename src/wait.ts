@@ -59,15 +59,6 @@ export interface Watcher {
   final(block: ControlBlock): void;
 }
 
-/** Reports an exception thrown by a watcher without stopping the others. */
-function report(error: unknown): void {
-  const global = globalThis as { reportError?: (error: unknown) => void };
-  if (typeof global.reportError === "function") global.reportError(error);
-  else {queueMicrotask(() => {
-      throw error;
-    });}
-}
-
 /** The `aio_suspend` driver of one loaded C library (see the module). */
 export class Suspender {
   readonly #native: Loaded;
@@ -144,7 +135,7 @@ export class Suspender {
       try {
         watcher.final(block);
       } catch (error) {
-        report(error);
+        this.#native.backend.reportError(error);
       }
     }
     return true;
