@@ -297,8 +297,9 @@ export class ControlBlock {
   }
 
   /**
-   * Frees the block now. Throws while a request is in flight or an `aio_suspend` call lists it:
-   * libc would write into freed memory.
+   * Frees the block now (its memory goes back to the pool once no off-thread call holds its
+   * address). Throws while a request is in flight or a pending `aio_suspend` lists it: libc
+   * would write into freed memory.
    */
   free(): void {
     if (this.#state === "freed") return;

@@ -90,11 +90,6 @@ export class Suspender {
     return this.#calls;
   }
 
-  /** Blocks watched. */
-  get watched(): number {
-    return this.#watched.size;
-  }
-
   /** `watcher` is told (once per block) when `block`, a request in flight, is final. */
   watch(block: ControlBlock, watcher: Watcher): void {
     const current = this.#watched.get(block);
@@ -152,7 +147,11 @@ export class Suspender {
 
   /** Lists watched blocks no call lists yet in new calls, as far as the limit allows. */
   #rearm(): void {
-    if (this.#pause !== undefined) return;
+    if (this.#pause !== undefined) {
+      // After failed calls: timers check whatever is watched until the pause ends.
+      this.#scheduleCheck();
+      return;
+    }
     const now = performance.now();
     let batch: ControlBlock[] = [];
     let deadline = -Infinity;
