@@ -59,6 +59,12 @@ export interface Watcher {
   final(block: ControlBlock): void;
 }
 
+/** A native `struct timespec` and a view of it. */
+interface Timespec {
+  readonly address: Address;
+  readonly view: DataView;
+}
+
 /** The `aio_suspend` driver of one loaded C library (see the module). */
 export class Suspender {
   readonly #native: Loaded;
@@ -67,6 +73,8 @@ export class Suspender {
   readonly #watched = new Map<ControlBlock, Watcher | Set<Watcher>>();
   /** Blocks some call in flight lists. */
   readonly #listed = new Set<ControlBlock>();
+  /** Timeouts of calls that returned, for the next ones (`MAX_CALLS` at most, never freed). */
+  readonly #timespecs: Timespec[] = [];
   #calls = 0;
   #armQueued = false;
   /** Failed calls in a row. */
@@ -207,19 +215,18 @@ export class Suspender {
    * the final ones are settled and the rest listed again.
    */
   async #call(blocks: ControlBlock[], deadline: number): Promise<void> {
-    const { backend, c, abi } = this.#native;
+    const { c, abi } = this.#native;
     const ms = Math.max(Math.min(deadline - performance.now(), CALL_SLICE_MS), 0);
     const list = pointerList(this.#native, blocks.map((block) => block.address));
-    const timespec = list ? c.calloc(1, abi.timespec.size) : backend.NULL;
+    const timespec = list ? this.#timespec() : undefined;
     if (!list || !timespec) {
       if (list) c.free(list);
       this.#failed();
       return;
     }
-    const time = new DataView(backend.view(timespec, abi.timespec.size));
     const seconds = Math.floor(ms / 1000);
-    time.setBigInt64(abi.timespec.tv_sec[0], BigInt(seconds), true);
-    time.setBigInt64(abi.timespec.tv_nsec[0], BigInt(Math.ceil((ms - seconds * 1000) * 1e6)), true);
+    timespec.view.setBigInt64(abi.timespec.tv_sec[0], BigInt(seconds), true);
+    timespec.view.setBigInt64(abi.timespec.tv_nsec[0], BigInt(Math.ceil((ms - seconds * 1000) * 1e6)), true);
     for (const block of blocks) {
       block.pin();
       this.#listed.add(block);
@@ -228,14 +235,14 @@ export class Suspender {
     const start = performance.now();
     let result = -1;
     try {
-      ({ result } = await c.aio_suspend(list, blocks.length, timespec));
+      ({ result } = await c.aio_suspend(list, blocks.length, timespec.address));
     } catch {
       // The call could not be made (a Bun Worker failed): a failure like any other.
     }
     const elapsed = performance.now() - start;
     this.#calls--;
     c.free(list);
-    c.free(timespec);
+    this.#timespecs.push(timespec);
     for (const block of blocks) {
       this.#listed.delete(block);
       block.unpin();
@@ -249,6 +256,16 @@ export class Suspender {
     } else {
       this.#failed();
     }
+  }
+
+  /** A `struct timespec` for a call: kept for the next call once it returns. */
+  #timespec(): Timespec | undefined {
+    const spare = this.#timespecs.pop();
+    if (spare !== undefined) return spare;
+    const { backend, c, abi } = this.#native;
+    const address = c.calloc(1, abi.timespec.size);
+    if (!address) return undefined;
+    return { address, view: new DataView(backend.view(address, abi.timespec.size)) };
   }
 
   /** A call failed: its blocks are checked on timers, and listed again after a pause. */
