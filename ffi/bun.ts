@@ -25,6 +25,15 @@ interface BunFfi {
   ) => { ptr: number | null };
 }
 
+/** The part of Bun's `process` this backend uses. */
+interface BunProcess {
+  readonly platform: string;
+  readonly arch: string;
+  readonly env: Record<string, string>;
+  listenerCount(event: string): number;
+  emit(event: string, ...args: unknown[]): boolean;
+}
+
 /** Bun's Worker adds `ref`/`unref`, like Node's. */
 interface BunWorker extends Worker {
   ref(): void;
@@ -123,9 +132,7 @@ class WorkerPool {
 /** Creates the Bun backend. */
 export function createBunBackend(): Backend {
   const ffi = loadFfi();
-  const process =
-    (globalThis as unknown as { process: { platform: string; arch: string; env: Record<string, string> } })
-      .process;
+  const process = (globalThis as unknown as { process: BunProcess }).process;
   return {
     runtime: "bun",
     os: process.platform === "win32" ? "windows" : process.platform,
@@ -208,6 +215,15 @@ export function createBunBackend(): Backend {
           if (--refs === 0) clearInterval(keepAlive);
         },
       };
+    },
+    unrefTimer(timer: ReturnType<typeof setTimeout>): void {
+      // Bun's timers are objects with Node's `unref()`.
+      (timer as unknown as { unref(): void }).unref();
+    },
+    reportError(error: unknown): void {
+      // Bun hands uncaught errors to process's `uncaughtException` listeners, as Node does.
+      if (process.listenerCount("uncaughtException") > 0) process.emit("uncaughtException", error, "uncaughtException");
+      else console.error("Uncaught (in a notification callback)", error);
     },
   };
 }

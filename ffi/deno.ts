@@ -145,5 +145,14 @@ export function createDenoBackend(): Backend {
         unref: () => callback.unref(),
       };
     },
+    unrefTimer(timer: ReturnType<typeof setTimeout>): void {
+      Deno.unrefTimer(timer);
+    },
+    reportError(error: unknown): void {
+      // What reportError() does, short of ending the process when no listener cancels it.
+      const message = error instanceof Error ? error.message : String(error);
+      const event = new ErrorEvent("error", { error, message, cancelable: true });
+      if (globalThis.dispatchEvent(event)) console.error("Uncaught (in a notification callback)", error);
+    },
   };
 }

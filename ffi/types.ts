@@ -97,6 +97,14 @@ export interface Backend {
    * the caller creates one and keeps it.
    */
   callback(fn: (value: bigint) => void): ThreadSafeCallback;
+  /** Lets the process exit while `timer` (from `setTimeout`/`setInterval`) is still pending. */
+  unrefTimer(timer: ReturnType<typeof setTimeout>): void;
+  /**
+   * Reports an exception thrown by user code run from a thread-safe callback, to the handlers
+   * the runtime offers for uncaught errors, or on stderr if there are none; never ends the
+   * process (it may end while C threads are calling into the runtime, and crash).
+   */
+  reportError(error: unknown): void;
 }
 
 /** Thrown when the runtime does not allow FFI; its message names the flag that allows it. */

@@ -17,6 +17,7 @@
 
 import type { ControlBlock } from "./control_block.ts";
 import type { Loaded } from "./target.ts";
+import { type Suspender, suspender, type Watcher } from "./wait.ts";
 
 /** A completion strategy's name, as `POSIX_AIO_COMPLETION` and `configure()` accept it. */
 export type CompletionName = "poll+suspend" | "poll+thread" | "poll" | "suspend" | "thread";
@@ -198,96 +199,38 @@ export class ThreadWaiter implements Waiter {
   }
 }
 
-/** Most `aio_suspend` calls in flight at once (each holds a thread: Deno's pool, a Bun Worker). */
-const MAX_CALLS = 4;
-
 /**
- * Waits in `aio_suspend` off the JavaScript thread over the covered operations; a call returns
- * as soon as one of its operations is final, and is re-armed with whatever is still covered.
- * Operations covered while calls are in flight get a call of their own, up to `MAX_CALLS`;
- * past that, timers check them until a call returns and lists them. A call has no timeout, so
- * waiting costs nothing; no request of libc's own pool is spent on waking a call.
+ * Waits in `aio_suspend` off the JavaScript thread over the covered operations, through the
+ * process's one `aio_suspend` driver (`src/wait.ts`), which the C layer's waits share: a few
+ * calls at most, each returning as soon as one of its operations is final. Waiting costs
+ * nothing; no request of libc's own pool is spent on waking a call.
  */
-export class SuspendWaiter implements Waiter {
+export class SuspendWaiter implements Waiter, Watcher {
   readonly notify = "none";
-  readonly #native: Loaded;
+  readonly deadline = Infinity;
   readonly #checker: Checker;
-  readonly #covered = new Set<Operation>();
-  readonly #listed = new Set<Operation>();
-  /** Checks the operations no call can list yet. */
-  readonly #overflow: TimerWaiter;
-  readonly #maxEntries: number;
-  #calls = 0;
-  #armQueued = false;
-  #failures = 0;
-  readonly #arm = (): void => {
-    this.#armQueued = false;
-    this.#rearm();
-  };
+  readonly #driver: Suspender;
+  readonly #covered = new Map<ControlBlock, Operation>();
 
   constructor(native: Loaded, checker: Checker) {
-    this.#native = native;
     this.#checker = checker;
-    this.#overflow = new TimerWaiter(checker);
-    this.#maxEntries = native.abi.limits.aio_suspend_max_entries ?? 1024;
+    this.#driver = suspender(native);
   }
 
   cover(op: Operation): void {
-    this.#covered.add(op);
-    if (!this.#armQueued) {
-      this.#armQueued = true;
-      queueMicrotask(this.#arm);
-    }
+    if (this.#covered.has(op.block)) return;
+    this.#covered.set(op.block, op);
+    this.#driver.watch(op.block, this);
   }
 
   forget(op: Operation): void {
-    this.#covered.delete(op);
-    this.#overflow.forget(op);
+    if (this.#covered.delete(op.block)) this.#driver.unwatch(op.block, this);
   }
 
-  #rearm(): void {
-    const unlisted: Operation[] = [];
-    for (const op of this.#covered) if (!this.#listed.has(op)) unlisted.push(op);
-    let next = 0;
-    for (; next < unlisted.length && this.#calls < MAX_CALLS; next += this.#maxEntries) {
-      const ops = unlisted.slice(next, next + this.#maxEntries);
-      for (const op of ops) this.#overflow.forget(op);
-      this.#call(ops);
-    }
-    for (const op of unlisted.slice(next)) this.#overflow.cover(op);
-  }
-
-  async #call(ops: Operation[]): Promise<void> {
-    const { backend, c } = this.#native;
-    const list = c.calloc(ops.length, 8);
-    if (!list) throw new RangeError(`Cannot allocate an aio_suspend list of ${ops.length} entries`);
-    const view = new DataView(backend.view(list, ops.length * 8));
-    ops.forEach((op, index) => {
-      view.setBigUint64(index * 8, backend.toBigInt(op.block.address), true);
-      op.block.list();
-      this.#listed.add(op);
-    });
-    this.#calls++;
-    let result = -1;
-    try {
-      ({ result } = await c.aio_suspend(list, ops.length, backend.NULL));
-    } finally {
-      this.#calls--;
-      c.free(list);
-      for (const op of ops) {
-        this.#listed.delete(op);
-        op.block.unlist();
-      }
-    }
-    let progressed = false;
-    for (const op of ops) progressed = this.#checker.check(op) || progressed;
-    if (result === 0 || progressed) {
-      this.#failures = 0;
-    } else if (++this.#failures > 3) {
-      // Interrupted or refused again and again: pause before trying again.
-      setTimeout(() => this.#rearm(), Math.min(2 ** this.#failures, 100));
-      return;
-    }
-    this.#rearm();
+  final(block: ControlBlock): void {
+    const op = this.#covered.get(block);
+    if (op === undefined) return;
+    this.#covered.delete(block);
+    this.#checker.check(op);
   }
 }

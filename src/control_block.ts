@@ -5,7 +5,8 @@
  * The rules it enforces: fields never change while a request is in flight; read and write data
  * pass through a native buffer that lives until the request is final; `aio_return` is called
  * natively exactly once, as soon as the error status is final; the struct goes back to the pool
- * only when the request is final and no `aio_suspend` call still lists it.
+ * only when the request is final, no pending `aio_suspend` lists it and no off-thread call
+ * still holds its address.
  *
  * @module
  */
@@ -101,6 +102,8 @@ export class ControlBlock {
   #truncated = false;
   #refused = false;
   #waiters = 0;
+  /** Off-thread calls whose native list holds the struct's address. */
+  #pins = 0;
   #retired = false;
 
   /**
@@ -154,7 +157,7 @@ export class ControlBlock {
     return this.#refused;
   }
 
-  /** Whether an `aio_suspend` call in flight lists this block. */
+  /** Whether a pending `aio_suspend` lists this block. */
   get listed(): boolean {
     return this.#waiters > 0;
   }
@@ -306,20 +309,34 @@ export class ControlBlock {
     if (this.#state === "complete") this.#state = "collected";
   }
 
-  /** An `aio_suspend` call listing this block starts. */
+  /** A pending `aio_suspend` lists this block from now on. */
   list(): void {
     this.#waiters++;
   }
 
-  /** An `aio_suspend` call listing this block returned. */
+  /** A pending `aio_suspend` listing this block returned. */
   unlist(): void {
     this.#waiters--;
     if (this.#retired) this.#release();
   }
 
   /**
-   * Frees the block now. Throws while a request is in flight or a call in flight lists it
-   * (`aio_suspend`, musl's `lio_listio` waiter): libc would use freed memory.
+   * An off-thread `aio_suspend` call holds the struct's address: however the block ends, its
+   * memory goes back to the pool only after `unpin()`.
+   */
+  pin(): void {
+    this.#pins++;
+  }
+
+  /** The off-thread call holding the struct's address returned. */
+  unpin(): void {
+    if (--this.#pins === 0 && this.#state === "freed") this.#releaseSlot();
+  }
+
+  /**
+   * Frees the block now (its memory goes back to the pool once no off-thread call holds its
+   * address). Throws while a request is in flight or a call in flight lists it (`aio_suspend`,
+   * musl's `lio_listio` waiter): libc would use freed memory.
    */
   free(): void {
     if (this.#state === "freed") return;
@@ -401,6 +418,10 @@ export class ControlBlock {
   #release(): void {
     if (this.#state === "pending" || this.#state === "freed" || this.#waiters > 0) return;
     this.#state = "freed";
+    if (this.#pins === 0) this.#releaseSlot();
+  }
+
+  #releaseSlot(): void {
     allocated--;
     pools.get(this.#layout.size)!.release(this.#slot);
   }

@@ -16,7 +16,6 @@ import {
   TimerWaiter,
   type Waiter,
 } from "./completion.ts";
-import type { ControlBlock } from "./control_block.ts";
 import { AioError } from "./errors.ts";
 import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native, settings } from "./target.ts";
@@ -54,6 +53,52 @@ interface Waiting {
   readonly start: () => number;
   /** Submits tried so far. */
   attempts: number;
+  /** The neighbours in the queue. */
+  previous: Waiting | undefined;
+  next: Waiting | undefined;
+}
+
+/** Held-back requests in submission order: adding, taking the first and removing any are O(1). */
+class HeldQueue {
+  #first: Waiting | undefined;
+  #last: Waiting | undefined;
+  readonly #items = new Map<EngineOperation, Waiting>();
+
+  /** Requests held back. */
+  get size(): number {
+    return this.#items.size;
+  }
+
+  /** The request held back longest. */
+  get first(): Waiting | undefined {
+    return this.#first;
+  }
+
+  has(op: EngineOperation): boolean {
+    return this.#items.has(op);
+  }
+
+  push(item: Waiting): void {
+    this.#items.set(item.op, item);
+    item.previous = this.#last;
+    item.next = undefined;
+    if (this.#last === undefined) this.#first = item;
+    else this.#last.next = item;
+    this.#last = item;
+  }
+
+  /** Removes `op`'s entry; returns whether it was held back. */
+  delete(op: EngineOperation): boolean {
+    const item = this.#items.get(op);
+    if (item === undefined) return false;
+    this.#items.delete(op);
+    if (item.previous === undefined) this.#first = item.next;
+    else item.previous.next = item.next;
+    if (item.next === undefined) this.#last = item.previous;
+    else item.next.previous = item.previous;
+    item.previous = item.next = undefined;
+    return true;
+  }
 }
 
 /** Submits a request refused with EAGAIN may take before it fails (where EAGAIN is retried). */
@@ -79,8 +124,7 @@ export class Engine implements Checker {
   readonly #limit: number | null;
   readonly #requeue: boolean;
   /** Held back, in submission order; also in `#pending`. */
-  readonly #waiting: Waiting[] = [];
-  readonly #held = new Set<EngineOperation>();
+  readonly #held = new HeldQueue();
   /** Requests of this engine in libc (submitted, not yet final). */
   #inLibc = 0;
   #retry: ReturnType<typeof setTimeout> | undefined;
@@ -120,13 +164,13 @@ export class Engine implements Checker {
    * Returns 0 (submitted or held back) or the errno of the refusal.
    */
   submit(op: EngineOperation, start: () => number): number {
-    if (this.#waiting.length > 0 || (this.#limit !== null && this.#inLibc >= this.#limit)) {
-      this.#holdBack({ op, start, attempts: 0 });
+    if (this.#held.size > 0 || (this.#limit !== null && this.#inLibc >= this.#limit)) {
+      this.#holdBack({ op, start, attempts: 0, previous: undefined, next: undefined });
       return 0;
     }
     const errno = this.#start(op, start);
     if (errno !== this.#native.abi.constants.EAGAIN || !this.#requeue) return errno;
-    this.#holdBack({ op, start, attempts: 1 });
+    this.#holdBack({ op, start, attempts: 1, previous: undefined, next: undefined });
     this.#scheduleRetry();
     return 0;
   }
@@ -165,7 +209,6 @@ export class Engine implements Checker {
     const { c, abi, library } = this.#native;
     const { AIO_CANCELED, AIO_NOTCANCELED, ECANCELED } = abi.constants;
     if (this.#held.delete(op)) {
-      this.#waiting.splice(this.#waiting.findIndex((item) => item.op === op), 1);
       op.block.abandon(ECANCELED);
       this.#settle(op);
       return "canceled";
@@ -174,17 +217,6 @@ export class Engine implements Checker {
     if (answer === -1) throw new AioError(library.errno(), "aio_cancel", { fd: op.fd, errnos: abi.constants });
     this.check(op);
     return answer === AIO_CANCELED ? "canceled" : answer === AIO_NOTCANCELED ? "notcanceled" : "alldone";
-  }
-
-  /**
-   * Takes over a control block whose owner is gone while its request is in flight: it is
-   * collected and freed once final.
-   */
-  adopt(block: ControlBlock, fd: number): void {
-    const op: EngineOperation = { block, fd, submittedAt: performance.now(), token: undefined, complete() {} };
-    this.#track(op);
-    this.#inLibc++;
-    this.#waiter.cover(op);
   }
 
   /** Calls `start`; on success the request is in libc and watched. Returns 0 or errno. */
@@ -210,26 +242,21 @@ export class Engine implements Checker {
 
   #holdBack(item: Waiting): void {
     this.#track(item.op);
-    this.#held.add(item.op);
-    this.#waiting.push(item);
+    this.#held.push(item);
   }
 
   /** Submits held-back requests while there is room, in order. */
   #drain(): void {
     const { EAGAIN } = this.#native.abi.constants;
-    while (this.#waiting.length > 0 && (this.#limit === null || this.#inLibc < this.#limit)) {
-      const item = this.#waiting[0];
+    while (this.#held.size > 0 && (this.#limit === null || this.#inLibc < this.#limit)) {
+      const item = this.#held.first!;
       const errno = this.#start(item.op, item.start);
-      if (errno === 0) {
-        this.#waiting.shift();
-        continue;
-      }
+      if (errno === 0) continue;
       if (errno === EAGAIN && this.#requeue && ++item.attempts < MAX_ATTEMPTS) {
         this.#scheduleRetry();
         return;
       }
       // Refused for good: the request fails with the errno of its submit.
-      this.#waiting.shift();
       this.#held.delete(item.op);
       item.op.block.abandon(errno);
       this.#settle(item.op);
@@ -239,7 +266,7 @@ export class Engine implements Checker {
   /** Retries the first held-back request later, in case nothing finishing triggers it sooner. */
   #scheduleRetry(): void {
     if (this.#retry !== undefined) return;
-    const delay = Math.min(2 ** (this.#waiting[0]?.attempts ?? 1), MAX_RETRY_MS);
+    const delay = Math.min(2 ** (this.#held.first?.attempts ?? 1), MAX_RETRY_MS);
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
       this.#drain();

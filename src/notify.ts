@@ -35,8 +35,22 @@ function forget(token: bigint): Expected | undefined {
   return entry;
 }
 
+/**
+ * Runs the handler of a notification that arrived. An exception it throws (a user's
+ * `sigev_notify_function`) never reaches the runtime's callback machinery: the backend reports
+ * it (Deno: an `error` event on `globalThis`; Bun: `uncaughtException` on `process`; stderr when
+ * nobody listens) without ending the process, and later notifications are dispatched as usual.
+ * `reportError()` itself would end the process when nobody listens, and an exit while glibc's
+ * notification threads call into the runtime can crash it (seen in Deno: SIGSEGV).
+ */
 function dispatch(token: bigint): void {
-  forget(token)?.handler();
+  const entry = forget(token);
+  if (entry === undefined) return;
+  try {
+    entry.handler();
+  } catch (error) {
+    native().backend.reportError(error);
+  }
 }
 
 /** The address of the process-wide notification function. */
@@ -71,7 +85,5 @@ export function notificationDue(token: bigint): void {
   if (entry === undefined || entry.grace !== undefined) return;
   entry.grace = setTimeout(() => forget(token), GRACE_MS);
   // The callback's reference keeps the process alive; this timer only ends the wait.
-  const timer = entry.grace as unknown as { unref?: () => void };
-  if (typeof timer.unref === "function") timer.unref();
-  else (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno?.unrefTimer(entry.grace as unknown as number);
+  native().backend.unrefTimer(entry.grace);
 }

@@ -39,12 +39,11 @@
 
 import type { Address } from "../ffi/mod.ts";
 import type { Constants } from "./abi.ts";
-import { type BlockOperation, ControlBlock, writePointer, writeSigevent } from "./control_block.ts";
-import { getEngine } from "./engine.ts";
+import { type BlockOperation, ControlBlock, writeSigevent } from "./control_block.ts";
 import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native } from "./target.ts";
 import { describe, toBytes, toInt32, toSafeIndex, toSafeInteger } from "./validate.ts";
-import { waitAny } from "./wait.ts";
+import { adopt, pointerList, waitAny } from "./wait.ts";
 
 export type { Constants, ErrnoName, ErrnoTable } from "./abi.ts";
 
@@ -130,10 +129,10 @@ export const constants: Constants = new Proxy({} as Constants, {
 
 /**
  * Hands over a block whose Aiocb is gone (collected, or disposed by `using`): one in flight is
- * adopted by the engine, which frees it once final; any other is freed as soon as no call lists it.
+ * adopted (src/wait.ts), and freed once final; any other is freed as soon as no call lists it.
  */
 function handOver(block: ControlBlock): void {
-  if (block.state === "pending") getEngine().adopt(block, block.get("aio_fildes"));
+  if (block.state === "pending") adopt(native(), block);
   else block.retire();
 }
 
@@ -645,7 +644,7 @@ export async function lio_listio(
   // musl's list waiter reads the sigevent and every entry until it notifies: it must call us.
   const kept = notifies && listSigevent === "kept";
   const pointer = abi.pointer_size;
-  const array = c.calloc(Math.max(entries.length, 1), pointer);
+  const array = pointerList(loaded, entries.map((entry) => entry === null ? backend.NULL : internals(entry).address));
   if (!array) return fail(EAGAIN);
   const prepared: ControlBlock[] = [];
   const tokens = new Map<ControlBlock, bigint>();
@@ -654,10 +653,6 @@ export async function lio_listio(
   let called = false;
   let noticeKept = false;
   try {
-    const view = new DataView(backend.view(array, Math.max(entries.length, 1) * pointer));
-    entries.forEach((entry, index) => {
-      if (entry !== null) writePointer(view, index * pointer, pointer, backend.toBigInt(internals(entry).address));
-    });
     members.forEach((cb, index) => {
       const operation = operations[index];
       const block = blocks[index];

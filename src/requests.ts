@@ -45,6 +45,17 @@ class RequestOperation implements EngineOperation {
   }
 }
 
+let onFinal: (request: AioRequest, listener: () => void) => () => void;
+
+/**
+ * Calls `listener` once, when `request` is final (right after `done` settles), unless the
+ * returned function is called first: unlike a reaction on `done`, nothing stays attached to
+ * the request once the caller stops waiting. `request` must not be final yet.
+ */
+export function whenFinal(request: AioRequest, listener: () => void): () => void {
+  return onFinal(request, listener);
+}
+
 /**
  * One asynchronous request in flight, submitted at once by `AioRequest.fsync()`,
  * `AioRequest.read()` or `AioRequest.write()`. Its native control block is freed as soon as the
@@ -68,6 +79,15 @@ export class AioRequest {
   readonly done: Promise<number>;
   readonly #operation: RequestOperation;
   #settle!: (error: unknown, value: number) => void;
+  /** Who waits for the end without holding on to `done` (see `whenFinal`). */
+  #listeners: Set<() => void> | undefined;
+
+  static {
+    onFinal = (request, listener) => {
+      (request.#listeners ??= new Set()).add(listener);
+      return () => request.#listeners?.delete(listener);
+    };
+  }
 
   private constructor(fd: number, op: AioOperation, block: ControlBlock) {
     this.fd = fd;
@@ -226,6 +246,13 @@ export class AioRequest {
   }
 
   #complete(): void {
+    this.#settleDone();
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    if (listeners !== undefined) { for (const listener of listeners) listener(); }
+  }
+
+  #settleDone(): void {
     const { block } = this.#operation;
     if (block.error === 0) {
       if (block.truncated) {

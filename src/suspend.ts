@@ -5,7 +5,7 @@
  */
 
 import { AioError } from "./errors.ts";
-import { AioRequest } from "./requests.ts";
+import { AioRequest, whenFinal } from "./requests.ts";
 import { native } from "./target.ts";
 import { describe, toOptions, toTimeout } from "./validate.ts";
 
@@ -59,17 +59,24 @@ export function suspend(requests: readonly AioRequest[], options?: SuspendOption
   return new Promise((resolve, reject) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let settled = false;
-    const settle = (): void => {
-      if (settled) return;
+    // Nothing stays attached to the requests once this call settles, however it ends.
+    const stop = (): void => {
       settled = true;
       clearTimeout(timer);
-      resolve(finished(requests));
+      for (const unsubscribe of subscriptions) unsubscribe();
     };
-    for (const request of requests) request.done.then(settle, settle);
+    // Resolved after the engine is done settling the request (listeners run inside it).
+    const settle = (): void =>
+      queueMicrotask(() => {
+        if (settled) return;
+        stop();
+        resolve(finished(requests));
+      });
+    const subscriptions = [...new Set(requests)].map((request) => whenFinal(request, settle));
     if (timeout !== undefined) {
       timer = setTimeout(() => {
         if (settled) return;
-        settled = true;
+        stop();
         reject(new AioError(native().abi.constants.EAGAIN, "aio_suspend"));
       }, timeout);
     }
