@@ -147,7 +147,7 @@ test(`${HELD} held-back requests, canceled from the back: O(1) each (a generous 
     const first = submitRead(engine, pipe.fd);
     const start = performance.now();
     const held = Array.from({ length: HELD }, () => {
-      const block = new ControlBlock();
+      const block = new ControlBlock(native());
       block.set("aio_fildes", pipe.fd);
       let complete!: () => void;
       const done = new Promise<void>((resolve) => complete = resolve);

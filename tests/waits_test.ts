@@ -68,7 +68,7 @@ function failing(failure: Failure, failing: () => boolean): { loaded: Loaded; at
 
 /** A read of 1 byte on `fd` submitted through `engine`. */
 function submitRead(engine: Engine, fd: number): { op: EngineOperation; done: Promise<void> } {
-  const block = new ControlBlock();
+  const block = new ControlBlock(native());
   block.set("aio_fildes", fd);
   block.prepare("read", new Uint8Array(1), 1);
   let complete!: () => void;
@@ -130,7 +130,7 @@ for (const [failure, description] of Object.entries(FAILURES) as [Failure, strin
   test(`C layer: while off-thread waits fail (${description}), retries back off and the wait still ends`, async () => {
     const { dir, remove } = tempDir();
     const pipe = fifo(dir);
-    const block = new ControlBlock();
+    const block = new ControlBlock(native());
     block.set("aio_fildes", pipe.fd);
     assert.equal(block.read(new Uint8Array(1), 1), 0);
     try {
