@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Admission } from "./admission.ts";
 import {
   type Checker,
   type CompletionName,
@@ -20,6 +21,14 @@ import type { ControlBlock } from "./control_block.ts";
 import { AioError } from "./errors.ts";
 import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native, settings } from "./target.ts";
+
+/**
+ * Per runtime, the fewest descriptors with requests in glibc at once (see src/admission.ts), or
+ * `null` for no adaptive admission: measured (README, "How completion works"), it halves Deno's
+ * figure for many files on a fast device, and doubles Bun's, whose off-thread wait is a Worker
+ * hop that every held-back request would then wait for.
+ */
+const ADMIT_MIN: Readonly<Record<string, number | null>> = { deno: 2, bun: null };
 
 /** An operation the engine tracks, with what to do once it is final. */
 export interface EngineOperation extends Operation {
@@ -91,12 +100,19 @@ export class Engine implements Checker {
   /** Requests of this engine in libc (submitted, not yet final). */
   #inLibc = 0;
   #retry: ReturnType<typeof setTimeout> | undefined;
+  /** glibc's pool: how many descriptors may have requests in libc, adapted to the device. */
+  readonly admission: Admission | null;
 
   constructor(loaded: Loaded, completion: CompletionName) {
     this.#native = loaded;
     this.completion = completion;
     this.#limit = loaded.abi.limits.per_process_in_flight;
     this.#requeue = loaded.abi.features.requeue_on_eagain;
+    // glibc's thread pool (aio_init); where the kernel limits requests (macOS), `#limit` rules.
+    const admitMin = ADMIT_MIN[loaded.backend.runtime] ?? null;
+    this.admission = loaded.abi.aioinit === null || this.#limit !== null || admitMin === null
+      ? null
+      : new Admission(admitMin, settings.threads, () => this.#drain());
     const [front, back] = completion.includes("+") ? completion.split("+") : [undefined, completion];
     this.#waiter = back === "thread"
       ? new ThreadWaiter(this)
@@ -127,8 +143,12 @@ export class Engine implements Checker {
    * Returns 0 (submitted or held back) or the errno of the refusal.
    */
   submit(op: EngineOperation, start: () => number): number {
-    if (this.#waiting.length > 0 || (this.#limit !== null && this.#inLibc >= this.#limit)) {
+    if (
+      this.#waiting.length > 0 || (this.#limit !== null && this.#inLibc >= this.#limit)
+      || this.admission?.admits(op.fd) === false
+    ) {
       this.#holdBack({ op, start, attempts: 0 });
+      this.admission?.hold();
       return 0;
     }
     const errno = this.#start(op, start);
@@ -155,7 +175,9 @@ export class Engine implements Checker {
       }
     }
     this.#inLibc--;
-    this.#poller?.forget(tracked, performance.now() - tracked.submittedAt);
+    const latency = performance.now() - tracked.submittedAt;
+    this.admission?.finished(tracked.fd, latency);
+    this.#poller?.forget(tracked, latency);
     this.#waiter.forget(tracked);
     if (tracked.token !== undefined) notificationDue(tracked.token);
     this.#settle(tracked);
@@ -191,6 +213,7 @@ export class Engine implements Checker {
     const op: EngineOperation = { block, fd, submittedAt: performance.now(), token: undefined, complete() {} };
     this.#track(op);
     this.#inLibc++;
+    this.admission?.started(fd);
     this.#waiter.cover(op);
   }
 
@@ -209,6 +232,7 @@ export class Engine implements Checker {
     }
     op.submittedAt = performance.now();
     this.#inLibc++;
+    this.admission?.started(op.fd);
     if (!this.#held.delete(op)) this.#track(op);
     if (this.#poller !== null) this.#poller.watch(op);
     else this.#waiter.cover(op);
@@ -226,6 +250,7 @@ export class Engine implements Checker {
     const { EAGAIN } = this.#native.abi.constants;
     while (this.#waiting.length > 0 && (this.#limit === null || this.#inLibc < this.#limit)) {
       const item = this.#waiting[0];
+      if (this.admission?.admits(item.op.fd) === false) return this.admission.hold();
       const errno = this.#start(item.op, item.start);
       if (errno === 0) {
         this.#waiting.shift();

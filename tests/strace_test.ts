@@ -86,6 +86,15 @@ for (const syscall of ["fdatasync", "fsync"]) {
   );
 }
 
+test("on a slow device (2 ms per fdatasync(2)) the engine lets more files into libc at once", async () => {
+  const inject = "inject=fdatasync:delay_exit=2000";
+  const { result } = await traced("admission.ts", ["-e", "trace=fdatasync", "-e", inject]);
+  assert.equal(result.status, 0, result.stderr);
+  const outcome = lastJson<{ admission: boolean; min?: number; peak?: number }>(result);
+  if (!outcome.admission) return; // no adaptive admission here (Bun, musl, macOS): nothing to rise
+  assert.ok(outcome.peak! > outcome.min!, `peak ${outcome.peak} > min ${outcome.min}`);
+}, { skip });
+
 test("a failed sync is reported to every caller merged behind it; 1,000 callers cost one fdatasync(2)", async () => {
   const inject = "inject=fdatasync:error=EIO:delay_enter=200000:when=1";
   const { result, log } = await traced("sync_failure.ts", ["-e", "trace=fdatasync", "-e", inject], [
