@@ -19,9 +19,9 @@
  *
  * Cases, all writing 4 KiB blocks with the same synchronous `node:fs` `writeSync`, so that only
  * the sync differs:
- * - `seq`: write + fdatasync, one after another (20,000 times).
+ * - `seq`: write + fdatasync, one after another (10,000 times).
  * - `seq-disk`: `seq` on the machine's disk (2,000 times).
- * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (20 rounds).
+ * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (10 rounds).
  * - `many-files`: 64 files, each write + fdatasync, all 64 at once (20 rounds).
  * - `many-files-disk`: `many-files` on the machine's disk (10 rounds).
  * - `mid` (needs strace): `seq` on a device made slow with strace, 500 us added to every
@@ -122,11 +122,11 @@ const DISK_CASES: ReadonlySet<CaseName> = new Set<CaseName>(["seq-disk", "many-f
 /** Bytes written before each sync. */
 const BLOCK = new Uint8Array(4096).fill(0x61);
 /** `seq`: operations at scale 1, and untimed ones run first. */
-const SEQ_OPS = 20_000;
+const SEQ_OPS = 10_000;
 const SEQ_WARMUP = 500;
 /** `concurrent-one-fd`: syncs at once, and rounds at scale 1 (one more runs untimed first). */
 const BURST = 1000;
-const BURST_ROUNDS = 20;
+const BURST_ROUNDS = 10;
 /** `many-files`: files, and rounds at scale 1 (one more runs untimed first). */
 const FILES = 64;
 const FILES_ROUNDS = 20;
