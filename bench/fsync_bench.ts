@@ -20,13 +20,13 @@
  * Cases, all writing 4 KiB blocks with the same synchronous `node:fs` `writeSync`, so that only
  * the sync differs:
  * - `seq`: write + fdatasync, one after another (10,000 times).
- * - `seq-disk`: `seq` on the machine's disk (2,000 times).
+ * - `seq-disk`: `seq` on the machine's disk (500 times).
  * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (10 rounds).
  * - `many-files`: 64 files, each write + fdatasync, all 64 at once (20 rounds).
  * - `many-files-disk`: `many-files` on the machine's disk (10 rounds).
  * - `mid` (needs strace): `seq` on a device made slow with strace, 500 us added to every
- *   fdatasync(2) (1,000 times): latency on a mid-latency device and CPU spent waiting.
- * - `fanout-mid` (needs strace): `many-files` on the same slowed device (40 rounds): where a
+ *   fdatasync(2) (500 times): latency on a mid-latency device and CPU spent waiting.
+ * - `fanout-mid` (needs strace): `many-files` on the same slowed device (20 rounds): where a
  *   wide pool of threads should win.
  * - `idle` (needs strace): 32 files synced at once, each sync taking 1 s: the CPU a process
  *   spends while its syncs wait on a slow device.
@@ -131,13 +131,13 @@ const BURST_ROUNDS = 10;
 const FILES = 64;
 const FILES_ROUNDS = 20;
 /** `seq-disk`: operations at scale 1. */
-const SEQ_DISK_OPS = 2000;
+const SEQ_DISK_OPS = 500;
 /** `many-files-disk`: rounds at scale 1. */
 const FILES_DISK_ROUNDS = 10;
 /** `mid`: operations at scale 1. */
-const MID_OPS = 1000;
+const MID_OPS = 500;
 /** `fanout-mid`: rounds of `FILES` files at scale 1. */
-const FANOUT_ROUNDS = 40;
+const FANOUT_ROUNDS = 20;
 /** `idle`: files synced at once, and rounds at scale 1. */
 const IDLE_FILES = 32;
 const IDLE_ROUNDS = 1;
