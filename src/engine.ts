@@ -23,12 +23,11 @@ import { expectNotification, notificationDue, notificationFunction, withdrawNoti
 import { type Loaded, native, settings } from "./target.ts";
 
 /**
- * Per runtime, the fewest descriptors with requests in glibc at once (see src/admission.ts), or
- * `null` for no adaptive admission: measured (README, "How completion works"), it halves Deno's
- * figure for many files on a fast device, and doubles Bun's, whose off-thread wait is a Worker
- * hop that every held-back request would then wait for.
+ * The fewest descriptors with requests in glibc at once under adaptive admission (see
+ * src/admission.ts), or `null` for none: off by default, since side by side it did not beat
+ * glibc's own queueing in either runtime (README, "How completion works").
  */
-const ADMIT_MIN: Readonly<Record<string, number | null>> = { deno: 2, bun: null };
+const ADMIT_MIN: number | null = null;
 
 /** An operation the engine tracks, with what to do once it is final. */
 export interface EngineOperation extends Operation {
@@ -103,13 +102,13 @@ export class Engine implements Checker {
   /** glibc's pool: how many descriptors may have requests in libc, adapted to the device. */
   readonly admission: Admission | null;
 
-  constructor(loaded: Loaded, completion: CompletionName) {
+  /** `admitMin`: adaptive admission into glibc's pool from that many descriptors, or `null`. */
+  constructor(loaded: Loaded, completion: CompletionName, admitMin: number | null = ADMIT_MIN) {
     this.#native = loaded;
     this.completion = completion;
     this.#limit = loaded.abi.limits.per_process_in_flight;
     this.#requeue = loaded.abi.features.requeue_on_eagain;
     // glibc's thread pool (aio_init); where the kernel limits requests (macOS), `#limit` rules.
-    const admitMin = ADMIT_MIN[loaded.backend.runtime] ?? null;
     this.admission = loaded.abi.aioinit === null || this.#limit !== null || admitMin === null
       ? null
       : new Admission(admitMin, settings.threads, () => this.#drain());
