@@ -7,15 +7,27 @@
  * deno run --allow-all bench/fsync_bench.ts
  * bun bench/fsync_bench.ts
  * BENCH_SCALE=0.1 BENCH_PASSES=5 bun bench/fsync_bench.ts   # or --scale=0.1 --passes=5
+ * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only
+ * bun bench/fsync_bench.ts --cases=mid,fanout-mid --impls=native,default
  * ```
+ *
+ * A full run (scale 1, at least 3 passes, every case and implementation) also writes
+ * `bench/results-<runtime>.json` and redraws `bench/results.svg` from the last full run of each
+ * runtime: `npm run bench` (Deno, then Bun) leaves a chart of both. Quick or partial runs write
+ * nothing; `--chart` only redraws the chart from the JSON files. The `-disk` cases run in `BENCH_DISK_DIR`, else in the first of the temporary folder,
+ * the home folder and the current folder that `stat -f` does not call tmpfs or ramfs.
  *
  * Cases, all writing 4 KiB blocks with the same synchronous `node:fs` `writeSync`, so that only
  * the sync differs:
- * - `seq`: write + fdatasync, one after another (20,000 times).
- * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (20 rounds).
+ * - `seq`: write + fdatasync, one after another (10,000 times).
+ * - `seq-disk`: `seq` on the machine's disk (500 times).
+ * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (10 rounds).
  * - `many-files`: 64 files, each write + fdatasync, all 64 at once (20 rounds).
+ * - `many-files-disk`: `many-files` on the machine's disk (10 rounds).
  * - `mid` (needs strace): `seq` on a device made slow with strace, 500 us added to every
- *   fdatasync(2) (1,000 times): latency on a mid-latency device and CPU spent waiting.
+ *   fdatasync(2) (500 times): latency on a mid-latency device and CPU spent waiting.
+ * - `fanout-mid` (needs strace): `many-files` on the same slowed device (20 rounds): where a
+ *   wide pool of threads should win.
  * - `idle` (needs strace): 32 files synced at once, each sync taking 1 s: the CPU a process
  *   spends while its syncs wait on a slow device.
  *
@@ -46,7 +58,15 @@ import { COMPLETIONS } from "../src/completion.ts";
 type Runtime = "deno" | "bun";
 
 /** The workloads. */
-type CaseName = "seq" | "concurrent-one-fd" | "many-files" | "mid" | "idle";
+type CaseName =
+  | "seq"
+  | "seq-disk"
+  | "concurrent-one-fd"
+  | "many-files"
+  | "many-files-disk"
+  | "mid"
+  | "fanout-mid"
+  | "idle";
 
 /** One measurement, as printed. */
 interface Row {
@@ -87,25 +107,37 @@ const script: string = fileURLToPath(import.meta.url);
 /** The cases, each with the microseconds strace adds to every fdatasync(2) while it runs. */
 const CASES: ReadonlyMap<CaseName, number> = new Map<CaseName, number>([
   ["seq", 0],
+  ["seq-disk", 0],
   ["concurrent-one-fd", 0],
   ["many-files", 0],
+  ["many-files-disk", 0],
   ["mid", 500],
+  ["fanout-mid", 500],
   ["idle", 1_000_000],
 ]);
+
+/** The cases that run on the machine's disk rather than on tmpfs. */
+const DISK_CASES: ReadonlySet<CaseName> = new Set<CaseName>(["seq-disk", "many-files-disk"]);
 
 /** Bytes written before each sync. */
 const BLOCK = new Uint8Array(4096).fill(0x61);
 /** `seq`: operations at scale 1, and untimed ones run first. */
-const SEQ_OPS = 20_000;
+const SEQ_OPS = 10_000;
 const SEQ_WARMUP = 500;
 /** `concurrent-one-fd`: syncs at once, and rounds at scale 1 (one more runs untimed first). */
 const BURST = 1000;
-const BURST_ROUNDS = 20;
+const BURST_ROUNDS = 10;
 /** `many-files`: files, and rounds at scale 1 (one more runs untimed first). */
 const FILES = 64;
 const FILES_ROUNDS = 20;
+/** `seq-disk`: operations at scale 1. */
+const SEQ_DISK_OPS = 500;
+/** `many-files-disk`: rounds at scale 1. */
+const FILES_DISK_ROUNDS = 10;
 /** `mid`: operations at scale 1. */
-const MID_OPS = 1000;
+const MID_OPS = 500;
+/** `fanout-mid`: rounds of `FILES` files at scale 1. */
+const FANOUT_ROUNDS = 20;
 /** `idle`: files synced at once, and rounds at scale 1. */
 const IDLE_FILES = 32;
 const IDLE_ROUNDS = 1;
@@ -233,12 +265,21 @@ const WORKLOADS: Readonly<Record<CaseName, (open: Opener, dir: string, scale: nu
   "seq": (open, dir, scale) => seq(open, dir, scaled(SEQ_OPS, scale)),
   "concurrent-one-fd": concurrentOneFd,
   "many-files": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FILES_ROUNDS, scale)),
+  "seq-disk": (open, dir, scale) => seq(open, dir, scaled(SEQ_DISK_OPS, scale)),
+  "many-files-disk": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FILES_DISK_ROUNDS, scale)),
   "mid": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
+  "fanout-mid": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FANOUT_ROUNDS, scale)),
   "idle": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale)),
 };
 
 /** Child process: measures one implementation in every case and prints a row per case. */
-async function measure(impl: string, parent: string, scale: number, cases: CaseName[]): Promise<void> {
+async function measure(
+  impl: string,
+  parent: string,
+  diskParent: string,
+  scale: number,
+  cases: CaseName[],
+): Promise<void> {
   let open = nativeOpeners().get(impl);
   if (open === undefined) {
     // Reading target.completion creates the engine with POSIX_AIO_COMPLETION, set by the parent.
@@ -248,9 +289,10 @@ async function measure(impl: string, parent: string, scale: number, cases: CaseN
     open = aioOpener;
   }
   const dir = fs.mkdtempSync(path.join(parent, `${impl}-`));
+  const diskDir = fs.mkdtempSync(path.join(diskParent, `${impl}-`));
   try {
     for (const name of cases) {
-      const { ops, ms, cpuMs } = await WORKLOADS[name](open, dir, scale);
+      const { ops, ms, cpuMs } = await WORKLOADS[name](open, DISK_CASES.has(name) ? diskDir : dir, scale);
       const row: Row = {
         runtime,
         case: name,
@@ -263,6 +305,7 @@ async function measure(impl: string, parent: string, scale: number, cases: CaseN
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(diskDir, { recursive: true, force: true });
   }
 }
 
@@ -331,22 +374,89 @@ function option(args: string[], name: string, variable: string, fallback: number
   return value;
 }
 
+/** A comma-separated list from `--name=a,b`, or undefined. */
+function listOption(args: string[], name: string): string[] | undefined {
+  const prefix = `--${name}=`;
+  return args.findLast((arg) => arg.startsWith(prefix))?.slice(prefix.length).split(",").filter((item) => item !== "");
+}
+
+/** The file system type of `dir`, as `stat -f` names it ("tmpfs", "ext2/ext3", ...). */
+function fsType(dir: string): string {
+  const out = spawnSync("stat", ["-f", "-c", "%T", dir], { encoding: "utf8" });
+  return out.status === 0 ? out.stdout.trim() : "unknown";
+}
+
+/** File systems that keep files in memory: not a disk. */
+const MEMORY_FS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
+
+/**
+ * A folder on the machine's disk for the `-disk` cases: `BENCH_DISK_DIR`, else the first of
+ * the temporary folder, the home folder and the current folder that `stat -f` does not report
+ * as tmpfs or ramfs.
+ */
+function diskBase(): { dir: string; type: string } | undefined {
+  const wanted = process.env.BENCH_DISK_DIR;
+  const candidates = wanted !== undefined && wanted !== "" ? [wanted] : [os.tmpdir(), os.homedir(), process.cwd()];
+  for (const dir of candidates) {
+    const type = fsType(dir);
+    if (!MEMORY_FS.has(type) && type !== "unknown") return { dir, type };
+  }
+  return undefined;
+}
+
+/** What a full run leaves in `bench/results-<runtime>.json`, for the chart. */
+interface Results {
+  runtime: Runtime;
+  version: string;
+  date: string;
+  passes: number;
+  scale: number;
+  cpus: number;
+  disk: string;
+  rows: Row[];
+}
+
+/** Where the results of full runs and the chart go. */
+const OUT_DIR: string = path.dirname(script);
+
+/** The runtime's version, as the chart labels it. */
+function runtimeVersion(): string {
+  if (deno !== undefined) return `Deno ${deno.version.deno}`;
+  return `Bun ${(globalThis as unknown as { Bun: { version: string } }).Bun.version}`;
+}
+
 /** Parent process: runs every implementation in interleaved passes and prints the medians. */
 async function main(args: string[]): Promise<void> {
-  const scale = option(args, "scale", "BENCH_SCALE", 1);
-  const passes = Math.round(option(args, "passes", "BENCH_PASSES", 3));
+  const quick = args.includes("--quick");
+  const scale = option(args, "scale", "BENCH_SCALE", quick ? 0.1 : 1);
+  const passes = Math.round(option(args, "passes", "BENCH_PASSES", quick ? 1 : 3));
+  const onlyCases = listOption(args, "cases");
+  const onlyImpls = listOption(args, "impls");
   const base = fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir();
+  const disk = diskBase();
   const root = fs.mkdtempSync(path.join(base, "posix-aio-bench-"));
+  const diskRoot = disk === undefined ? root : fs.mkdtempSync(path.join(disk.dir, "posix-aio-bench-"));
   try {
     const probe = JSON.parse(await runSelf(["--default"], undefined)) as { completion: CompletionName };
     const natives = nativeOpeners();
-    const impls = [...natives.keys(), ...COMPLETIONS];
-    // One child per implementation runs the undelayed cases; each delayed case needs its own.
+    // --quick measures the runtime's own paths and the default strategy only, unless --impls says.
+    const chosen = onlyImpls ?? (quick ? ["native", "native-promises", "default"] : undefined);
+    const impls = [...natives.keys(), ...COMPLETIONS].filter((impl) =>
+      chosen === undefined || chosen.includes(impl) || (chosen.includes("default") && impl === probe.completion)
+    );
+    const cases = [...CASES.keys()].filter((name) => onlyCases === undefined || onlyCases.includes(name))
+      .filter((name) => disk !== undefined || !DISK_CASES.has(name));
+    if (disk === undefined) console.error("no folder outside tmpfs was found: the -disk cases are skipped");
+    else console.error(`disk cases in ${disk.dir} (${disk.type})`);
+    // One child per implementation runs the undelayed cases; each delay needs its own child.
     const groups = new Map<number, CaseName[]>();
-    for (const [name, delayUs] of CASES) groups.set(delayUs, [...groups.get(delayUs) ?? [], name]);
+    for (const name of cases) {
+      const delayUs = CASES.get(name)!;
+      groups.set(delayUs, [...groups.get(delayUs) ?? [], name]);
+    }
     if (!hasStrace()) {
       for (const delayUs of groups.keys()) if (delayUs !== 0) groups.delete(delayUs);
-      console.error("strace is not installed: the mid and idle cases are skipped");
+      console.error("strace is not installed: the mid, fanout-mid and idle cases are skipped");
     }
     const results = new Map<string, Row[]>();
     for (let pass = 0; pass < passes; pass++) {
@@ -355,7 +465,7 @@ async function main(args: string[]): Promise<void> {
       for (const impl of [...impls.slice(shift), ...impls.slice(0, shift)]) {
         const completion = natives.has(impl) ? undefined : impl;
         for (const [delayUs, names] of groups) {
-          const child = ["--child", impl, root, String(scale), names.join(",")];
+          const child = ["--child", impl, root, diskRoot, String(scale), names.join(",")];
           const stdout = await runSelf(child, completion, delayUs);
           const rows = stdout.trim().split("\n").map((line) => JSON.parse(line) as Row);
           for (const row of rows) {
@@ -367,7 +477,8 @@ async function main(args: string[]): Promise<void> {
         }
       }
     }
-    for (const name of CASES.keys()) {
+    const medians: Row[] = [];
+    for (const name of cases) {
       for (const impl of impls) {
         const rows = results.get(`${name} ${impl}`) ?? [];
         if (rows.length === 0) continue;
@@ -380,17 +491,178 @@ async function main(args: string[]): Promise<void> {
           cpu_percent: median(rows.map((each) => each.cpu_percent)),
         };
         if (impl === probe.completion) row.default = true;
+        medians.push(row);
         console.log(JSON.stringify(row));
       }
     }
+    for (const line of ratios(medians)) console.error(line);
+    // Only full runs of every case and implementation feed the committed chart.
+    if (!quick && scale === 1 && passes >= 3 && onlyCases === undefined && onlyImpls === undefined) {
+      const results: Results = {
+        runtime,
+        version: runtimeVersion(),
+        date: new Date().toISOString(),
+        passes,
+        scale,
+        cpus: os.cpus().length,
+        disk: disk === undefined ? "none" : disk.type,
+        rows: medians,
+      };
+      fs.writeFileSync(path.join(OUT_DIR, `results-${runtime}.json`), JSON.stringify(results, null, 2) + "\n");
+      writeChart();
+    }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
+    if (diskRoot !== root) fs.rmSync(diskRoot, { recursive: true, force: true });
   }
+}
+
+/** The runtime's best own row of a case (Bun has two own paths). */
+function bestOwn(rows: Row[], name: CaseName): Row | undefined {
+  return rows.filter((row) => row.case === name && row.impl.startsWith("native"))
+    .toSorted((a, b) => a.us_per_op - b.us_per_op)[0];
+}
+
+/** One line per case: the default against the runtime's best own path. */
+function ratios(rows: Row[]): string[] {
+  const lines: string[] = [];
+  for (const name of CASES.keys()) {
+    const own = bestOwn(rows, name);
+    const ours = rows.find((row) => row.case === name && row.default === true);
+    if (own === undefined || ours === undefined) continue;
+    const ratio = (ours.us_per_op / own.us_per_op).toFixed(2);
+    lines.push(
+      `${runtime} ${name}: default ${ours.us_per_op} us/op (${ours.cpu_percent}% CPU), `
+        + `${own.impl} ${own.us_per_op} us/op (${own.cpu_percent}% CPU): ${ratio}x`,
+    );
+  }
+  return lines;
+}
+
+/** Escapes text for SVG. */
+function xml(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+/** A number as the chart prints it: 3 significant digits, thousands grouped. */
+function figure(value: number): string {
+  if (value >= 100) return Math.round(value).toLocaleString("en-US");
+  return value >= 10 ? value.toFixed(1) : value.toFixed(2);
+}
+
+/**
+ * Writes `bench/results.svg` from the `results-*.json` of the last full run of each runtime:
+ * per case, µs per operation (log scale) of the runtime's best own path and of the default
+ * strategy, side by side for each runtime, with the ratio default / own under each pair.
+ */
+function writeChart(): void {
+  const runs: Results[] = [];
+  for (const name of ["deno", "bun"] as const) {
+    const file = path.join(OUT_DIR, `results-${name}.json`);
+    if (fs.existsSync(file)) runs.push(JSON.parse(fs.readFileSync(file, "utf8")) as Results);
+  }
+  const cases = [...CASES.keys()].filter((name) => runs.some((run) => run.rows.some((row) => row.case === name)));
+  const bars: { run: Results; kind: "own" | "default" }[] = runs.flatMap((run) => [
+    { run, kind: "own" as const },
+    { run, kind: "default" as const },
+  ]);
+  const colors: Record<string, string> = {
+    "deno own": "#9bb8d3",
+    "deno default": "#1f5f99",
+    "bun own": "#f2c58f",
+    "bun default": "#c2620a",
+  };
+  const left = 64, top = 92, plotHeight = 300, groupWidth = 118, barWidth = 22, gap = 3;
+  const width = left + cases.length * groupWidth + 20;
+  const height = top + plotHeight + 70 + runs.length * 26;
+  const values = runs.flatMap((run) => run.rows.map((row) => row.us_per_op)).filter((value) => value > 0);
+  const low = Math.floor(Math.log10(Math.min(...values)));
+  const high = Math.ceil(Math.log10(Math.max(...values)));
+  const y = (value: number): number => top + plotHeight - (Math.log10(value) - low) / (high - low) * plotHeight;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" `
+      + `font-family="sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="${left}" y="20" font-size="15" font-weight="bold">fdatasync: µs per operation (log scale), `
+      + `the runtime's best own path vs @posix/aio's default</text>`,
+    `<text x="${left}" y="38" fill="#555">${
+      xml(
+        runs.map((run) =>
+          `${run.version}: ${
+            run.date.slice(0, 16).replace("T", " ")
+          } UTC, ${run.passes} passes, medians, ${run.cpus} CPUs`
+        ).join("; "),
+      )
+    }</text>`,
+    `<text x="${left}" y="54" fill="#555">Under each case: default / own per runtime (below 1: the default is faster), `
+      + `and on slowed devices the CPU share of one core, default / own.</text>`,
+  );
+  let legend = left;
+  for (const { run, kind } of bars) {
+    const key = `${run.runtime} ${kind}`;
+    out.push(`<rect x="${legend}" y="64" width="12" height="12" fill="${colors[key]}"/>`);
+    const label = `${run.runtime === "deno" ? "Deno" : "Bun"} ${kind === "own" ? "own (best)" : "default"}`;
+    out.push(`<text x="${legend + 16}" y="74">${label}</text>`);
+    legend += 130;
+  }
+  for (let exponent = low; exponent <= high; exponent++) {
+    const at = y(10 ** exponent);
+    out.push(`<line x1="${left}" x2="${width - 20}" y1="${at}" y2="${at}" stroke="#ddd"/>`);
+    out.push(`<text x="${left - 6}" y="${at + 4}" text-anchor="end">${figure(10 ** exponent)}</text>`);
+  }
+  cases.forEach((name, index) => {
+    const x0 = left + index * groupWidth + (groupWidth - bars.length * (barWidth + gap)) / 2;
+    bars.forEach(({ run, kind }, slot) => {
+      const row = kind === "own"
+        ? bestOwn(run.rows, name)
+        : run.rows.find((each) => each.case === name && each.default === true);
+      if (row === undefined) return;
+      const x = x0 + slot * (barWidth + gap);
+      const at = y(row.us_per_op);
+      out.push(
+        `<rect x="${x}" y="${at.toFixed(1)}" width="${barWidth}" height="${(top + plotHeight - at).toFixed(1)}" `
+          + `fill="${colors[`${run.runtime} ${kind}`]}"><title>${
+            xml(`${run.runtime} ${row.impl}: ${row.us_per_op} µs/op, ${row.cpu_percent}% CPU`)
+          }</title></rect>`,
+      );
+      const tx = x + barWidth / 2 + 3, ty = at - 3;
+      out.push(
+        `<text x="${tx}" y="${ty}" font-size="9" transform="rotate(-90 ${tx} ${ty})">${figure(row.us_per_op)}</text>`,
+      );
+    });
+    const cx = left + index * groupWidth + groupWidth / 2;
+    out.push(`<text x="${cx}" y="${top + plotHeight + 16}" text-anchor="middle" font-weight="bold">${name}</text>`);
+    runs.forEach((run, line) => {
+      const own = bestOwn(run.rows, name);
+      const ours = run.rows.find((each) => each.case === name && each.default === true);
+      if (own === undefined || ours === undefined) return;
+      const ratio = ours.us_per_op / own.us_per_op;
+      const at = top + plotHeight + 32 + line * 26;
+      out.push(
+        `<text x="${cx}" y="${at}" text-anchor="middle" `
+          + `fill="${ratio <= 1 ? "#1a7f37" : "#b42318"}">${run.runtime === "deno" ? "Deno" : "Bun"} ${
+            ratio.toFixed(2)
+          }x</text>`,
+      );
+      if (CASES.get(name) !== 0) {
+        out.push(
+          `<text x="${cx}" y="${at + 11}" text-anchor="middle" font-size="9" fill="#555">`
+            + `CPU ${ours.cpu_percent}% / ${own.cpu_percent}%</text>`,
+        );
+      }
+    });
+  });
+  out.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${top + plotHeight}" stroke="#999"/>`);
+  out.push(`</svg>`);
+  fs.writeFileSync(path.join(OUT_DIR, "results.svg"), out.join("\n") + "\n");
 }
 
 const args = process.argv.slice(2);
 if (args[0] === "--child") {
-  await measure(args[1], args[2], Number(args[3]), args[4].split(",") as CaseName[]);
+  await measure(args[1], args[2], args[3], Number(args[4]), args[5].split(",") as CaseName[]);
+} else if (args[0] === "--chart") {
+  writeChart();
 } else if (args[0] === "--default") {
   console.log(JSON.stringify({ completion: target.completion }));
 } else {

@@ -53,10 +53,15 @@ export interface Waiter {
 
 /** Spinning continues while some completion was noticed within this many ms. */
 const SPIN_WINDOW_MS = 0.1;
-/** While the device is slow, one submission in this many still spins, to notice it turning fast. */
+/**
+ * While the device is slow, one submission in this many still spins, to notice it turning fast
+ * (at first: see `MAX_PROBE_EVERY`).
+ */
 const PROBE_EVERY = 16;
 /** Spins given up in a row (no completion within the window) that mark the device slow. */
 const MISSES_FOR_SLOW = 3;
+/** While probes keep missing, the probe interval doubles up to this many submissions. */
+const MAX_PROBE_EVERY = 256;
 
 /**
  * Polls `aio_error` from `setImmediate` while completions arrive within `SPIN_WINDOW_MS` of
@@ -72,6 +77,7 @@ export class Poller {
   #spinStart = 0;
   #lastProgress = 0;
   #submissions = 0;
+  #probeEvery = PROBE_EVERY;
   readonly #tick = (): void => this.#poll();
 
   constructor(checker: Checker, waiter: Waiter) {
@@ -81,7 +87,7 @@ export class Poller {
 
   /** A request was submitted. */
   watch(op: Operation): void {
-    if (!this.#fast && ++this.#submissions % PROBE_EVERY !== 0) {
+    if (!this.#fast && ++this.#submissions % this.#probeEvery !== 0) {
       this.#waiter.cover(op);
       return;
     }
@@ -96,10 +102,13 @@ export class Poller {
   /** `op` is final; `latency` is how long after submission that was noticed (ms). */
   forget(op: Operation, latency: number): void {
     this.#hot.delete(op);
-    if (latency < SPIN_WINDOW_MS) {
-      this.#fast = true;
-      this.#misses = 0;
-    }
+    if (latency < SPIN_WINDOW_MS) this.#setFast();
+  }
+
+  #setFast(): void {
+    this.#fast = true;
+    this.#misses = 0;
+    this.#probeEvery = PROBE_EVERY;
   }
 
   #poll(): void {
@@ -109,13 +118,14 @@ export class Poller {
     const now = performance.now();
     if (this.#hot.size < before) {
       this.#lastProgress = now;
-      this.#fast = true;
-      this.#misses = 0;
+      this.#setFast();
     }
     if (this.#hot.size === 0) return;
     if (now - Math.max(this.#lastProgress, this.#spinStart) > SPIN_WINDOW_MS) {
-      // One late completion is noise; several in a row mean the device is slow.
-      if (++this.#misses >= MISSES_FOR_SLOW) this.#fast = false;
+      // One late completion is noise; several in a row mean the device is slow. A probe that
+      // misses on a slow device makes the next one come later: each costs a spin of the window.
+      if (!this.#fast) this.#probeEvery = Math.min(this.#probeEvery * 2, MAX_PROBE_EVERY);
+      else if (++this.#misses >= MISSES_FOR_SLOW) this.#fast = false;
       for (const op of this.#hot) this.#waiter.cover(op);
       this.#hot.clear();
       return;

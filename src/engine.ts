@@ -128,7 +128,6 @@ export class Engine implements Checker {
   /** Requests of this engine in libc (submitted, not yet final). */
   #inLibc = 0;
   #retry: ReturnType<typeof setTimeout> | undefined;
-
   constructor(loaded: Loaded, completion: CompletionName) {
     this.#native = loaded;
     this.completion = completion;
