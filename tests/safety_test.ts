@@ -36,9 +36,9 @@ import {
   run,
   runtime,
   runtimeCommand,
-  sleep,
   tempFile,
   testTarget,
+  until,
   withDir,
   within,
 } from "./helpers.ts";
@@ -56,14 +56,6 @@ async function settle(cb: Aiocb): Promise<void> {
 /** Whether `aio_error(cb)` says the block has no request: -1 with EINVAL. */
 function idle(cb: Aiocb): boolean {
   return aio_error(cb) === -1 && errno() === constants.EINVAL;
-}
-
-/** Waits until `check()` holds, for 10 s at most. */
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (const start = performance.now(); !check();) {
-    if (performance.now() - start > 10_000) throw new Error(`${what} did not happen within 10 s`);
-    await sleep(5);
-  }
 }
 
 /** What the C sources say each libc does with a list (the table must agree: last test). */

@@ -30,6 +30,7 @@ import {
   runtimeCommand,
   sleep,
   tempDir,
+  until,
   withDir,
   within,
 } from "./helpers.ts";
@@ -78,14 +79,6 @@ function submitRead(engine: Engine, fd: number): { op: EngineOperation; done: Pr
   return { op, done };
 }
 
-/** Waits until `condition()` holds, checking every few ms, for `ms` at most. */
-async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
-  for (const start = performance.now(); !condition();) {
-    if (performance.now() - start > ms) throw new Error(`${what} did not happen within ${ms} ms`);
-    await sleep(2);
-  }
-}
-
 const noThread = native().abi.features.sigev_thread ? false : `${native().target} has no SIGEV_THREAD`;
 
 test("a sigev_notify_function that throws is reported, and every other notification still arrives", async () => {
@@ -116,7 +109,7 @@ for (const [failure, description] of Object.entries(FAILURES) as [Failure, strin
       const engine = new Engine(loaded, "suspend");
       const read = submitRead(engine, pipe.fd);
       // Three failures, then a call that waits for real.
-      await until(() => attempts() === 3 && suspender(loaded).calls === 1, 10_000, "a call after three failures");
+      await until(() => attempts() === 3 && suspender(loaded).calls === 1, "a call after three failures");
       pipe.feed("!");
       await within(read.done, 10_000, "the read");
       assert.equal(read.op.block.result, 1);
@@ -171,11 +164,11 @@ test(
     let fed = false;
     try {
       for (const cb of cbs) assert.equal(aio_read(cb), 0);
-      await until(() => cbs.every((cb) => aio_error(cb) === constants.EINPROGRESS), 5000, "reads pending");
+      await until(() => cbs.every((cb) => aio_error(cb) === constants.EINPROGRESS), "reads pending");
       const before = threads();
       const waits = Array.from({ length: 1000 }, (_, i) => aio_suspend([cbs[i % 50]], { tv_sec: 120, tv_nsec: 0 }));
       const driver = suspender(native());
-      await until(() => driver.calls > 0, 10_000, "the off-thread wait");
+      await until(() => driver.calls > 0, "the off-thread wait");
       assert.ok(driver.calls <= MAX_CALLS, `${driver.calls} calls`);
       const readFile = runtime === "deno" ? Deno.readFile(file) : fsp.readFile(file);
       const contents = await within(readFile, 10_000, "a file read while 1,000 aio_suspend calls wait");
@@ -188,7 +181,7 @@ test(
       for (const pipe of pipes) pipe.feed("x");
       assert.deepEqual(new Set(await within(Promise.all(waits), 10_000, "every aio_suspend")), new Set([0]));
       for (const cb of cbs) {
-        await until(() => aio_error(cb) !== constants.EINPROGRESS, 5000, "the read");
+        await until(() => aio_error(cb) !== constants.EINPROGRESS, "the read");
         assert.equal(aio_return(cb), 1);
         cb.free();
       }
