@@ -37,6 +37,7 @@
  * @module
  */
 
+import { fstatSync } from "node:fs";
 import type { Address } from "../ffi/mod.ts";
 import type { Constants } from "./abi.ts";
 import { type BlockOperation, ControlBlock, writeSigevent } from "./control_block.ts";
@@ -511,7 +512,8 @@ export function aio_return(aiocbp: Aiocb): number {
 /**
  * `int aio_cancel(int fildes, struct aiocb *aiocbp)`: cancels one request, or with `null`
  * every request on `fildes`. Returns `AIO_CANCELED`, `AIO_NOTCANCELED`, `AIO_ALLDONE`, or -1
- * with `errno()` (`EBADF`; `EINVAL` when `aiocbp.aio_fildes` is not `fildes`).
+ * with `errno()` (`EBADF` when `fildes` is not open; else `EINVAL` when `aiocbp.aio_fildes` is
+ * not `fildes`).
  *
  * @example
  * ```ts ignore
@@ -525,9 +527,23 @@ export function aio_cancel(fildes: number, aiocbp: Aiocb | null): number {
   const fd = toInt32(fildes, "fildes");
   const block = aiocbp === null ? null : toAiocb(aiocbp);
   const { c, library, backend, abi } = native();
-  if (block !== null && block.get("aio_fildes") !== fd) return fail(abi.constants.EINVAL);
+  if (block !== null && block.get("aio_fildes") !== fd) {
+    // POSIX: EBADF for an fd that is not open, whatever the control block says (as glibc).
+    return fail(isOpen(fd) ? abi.constants.EINVAL : abi.constants.EBADF);
+  }
   const result = c.aio_cancel(fd, block === null ? backend.NULL : block.address);
   return result === -1 ? fail(library.errno()) : result;
+}
+
+/** Whether `fd` is an open file descriptor (`fstat` does not fail with EBADF). */
+function isOpen(fd: number): boolean {
+  if (fd < 0) return false;
+  try {
+    fstatSync(fd);
+    return true;
+  } catch (error) {
+    return (error as { code?: unknown }).code !== "EBADF";
+  }
 }
 
 /** Milliseconds in a `struct timespec`, checked. */
