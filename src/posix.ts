@@ -642,7 +642,9 @@ export async function lio_listio(
   const members = entries.filter((entry) => entry !== null);
   const blocks = members.map((entry) => internals(entry));
   if (new Set(blocks).size !== blocks.length) {
-    throw new TypeError("Invalid list: an Aiocb appears more than once");
+    const second = entries.findIndex((entry, index) => entry !== null && entries.indexOf(entry) !== index);
+    const first = entries.indexOf(entries[second]);
+    throw new TypeError(`Invalid list: list[${first}] and list[${second}] are the same Aiocb`);
   }
   // Check every entry before touching any: a failure leaves them all as they were.
   const operations = blocks.map((block, index) => {

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { aio_cancel, Aiocb, constants, errno } from "../src/posix.ts";
+import { aio_cancel, aio_error, Aiocb, constants, errno, lio_listio } from "../src/posix.ts";
 import { test } from "./harness.ts";
 import { closedFd, tempFile, withDir } from "./helpers.ts";
 
@@ -31,4 +31,18 @@ test("aio_cancel: an open fd that differs from aio_fildes is EINVAL, as glibc an
     assert.equal(errno(), constants.EINVAL);
     fs.closeSync(a.fd);
     fs.closeSync(b.fd);
+  }));
+
+test("lio_listio: an Aiocb listed twice is rejected, the message naming both entries", () =>
+  withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    using a = new Aiocb({ aio_fildes: fd, aio_buf: new Uint8Array(1), aio_lio_opcode: constants.LIO_READ });
+    using b = new Aiocb({ aio_fildes: fd, aio_buf: new Uint8Array(1), aio_lio_opcode: constants.LIO_READ });
+    await assert.rejects(
+      lio_listio(constants.LIO_WAIT, [a, null, b, a]),
+      (error: Error) => error instanceof TypeError && error.message.includes("list[0] and list[3]"),
+    );
+    assert.equal(aio_error(a), -1, "nothing was queued");
+    assert.equal(errno(), constants.EINVAL);
+    fs.closeSync(fd);
   }));
