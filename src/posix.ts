@@ -350,7 +350,7 @@ function toSigevent(loaded: Loaded, value: unknown, name: string): Sigevent {
     throw new TypeError(`Invalid ${name}.sigev_notify_function: expected a function, received ${describe(fn)}`);
   }
   if (notify === SIGEV_THREAD && fn === undefined) {
-    throw new TypeError(`Invalid ${name}.sigev_notify_function: SIGEV_THREAD needs a function`);
+    throw new TypeError(`Invalid ${name}.sigev_notify_function: SIGEV_THREAD needs a function, received undefined`);
   }
   return Object.freeze({ sigev_notify: notify, sigev_signo: signo, sigev_value: sigValue, sigev_notify_function: fn });
 }
@@ -576,6 +576,8 @@ function toList(value: unknown, name: string): (Aiocb | null)[] {
  * once if one already is, or if an entry has no request in flight), or -1 with `errno()`
  * `EAGAIN` when `timeout` (relative; omitted or null waits forever) expires. `null` entries
  * are skipped; a list with no Aiocb rejects with TypeError. A signal does not end the wait.
+ * A `timeout` that is not a valid timespec (negative or fractional members, `tv_nsec` above
+ * 999,999,999) rejects with TypeError or RangeError, where glibc would report `EAGAIN` at once.
  *
  * @example
  * ```ts ignore

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { aio_cancel, aio_error, Aiocb, constants, errno, lio_listio } from "../src/posix.ts";
+import { aio_cancel, aio_error, aio_suspend, Aiocb, constants, errno, lio_listio } from "../src/posix.ts";
 import { test } from "./harness.ts";
 import { closedFd, tempFile, withDir } from "./helpers.ts";
 
@@ -44,5 +44,24 @@ test("lio_listio: an Aiocb listed twice is rejected, the message naming both ent
     );
     assert.equal(aio_error(a), -1, "nothing was queued");
     assert.equal(errno(), constants.EINVAL);
+    fs.closeSync(fd);
+  }));
+
+test("SIGEV_THREAD without sigev_notify_function: TypeError naming the member and its value", () => {
+  assert.throws(
+    () => new Aiocb({ aio_sigevent: { sigev_notify: constants.SIGEV_THREAD } }),
+    (error: Error) =>
+      error instanceof TypeError && error.message.includes("aio_sigevent.sigev_notify_function")
+      && error.message.includes("received undefined"),
+  );
+});
+
+test("aio_suspend: a timeout that is not a valid timespec rejects (documented; glibc says EAGAIN at once)", () =>
+  withDir(async (dir) => {
+    const { fd } = tempFile(dir);
+    using cb = new Aiocb({ aio_fildes: fd });
+    for (const timeout of [{ tv_sec: -1, tv_nsec: 0 }, { tv_sec: 0, tv_nsec: -1 }, { tv_sec: 0, tv_nsec: 1e9 }]) {
+      await assert.rejects(aio_suspend([cb], timeout), RangeError, JSON.stringify(timeout));
+    }
     fs.closeSync(fd);
   }));
