@@ -646,7 +646,7 @@ export async function lio_listio(
   if (new Set(blocks).size !== blocks.length) {
     const second = entries.findIndex((entry, index) => entry !== null && entries.indexOf(entry) !== index);
     const first = entries.indexOf(entries[second]);
-    throw new TypeError(`Invalid list: list[${first}] and list[${second}] are the same Aiocb`);
+    throw new TypeError(`Invalid list: an Aiocb appears more than once (list[${first}] and list[${second}])`);
   }
   // Check every entry before touching any: a failure leaves them all as they were.
   const operations = blocks.map((block, index) => {
