@@ -37,6 +37,7 @@
  * @module
  */
 
+import { fstatSync } from "node:fs";
 import type { Address } from "../ffi/mod.ts";
 import type { Constants } from "./abi.ts";
 import { type BlockOperation, ControlBlock, writeSigevent } from "./control_block.ts";
@@ -349,7 +350,7 @@ function toSigevent(loaded: Loaded, value: unknown, name: string): Sigevent {
     throw new TypeError(`Invalid ${name}.sigev_notify_function: expected a function, received ${describe(fn)}`);
   }
   if (notify === SIGEV_THREAD && fn === undefined) {
-    throw new TypeError(`Invalid ${name}.sigev_notify_function: SIGEV_THREAD needs a function`);
+    throw new TypeError(`Invalid ${name}.sigev_notify_function: SIGEV_THREAD needs a function, received undefined`);
   }
   return Object.freeze({ sigev_notify: notify, sigev_signo: signo, sigev_value: sigValue, sigev_notify_function: fn });
 }
@@ -511,7 +512,8 @@ export function aio_return(aiocbp: Aiocb): number {
 /**
  * `int aio_cancel(int fildes, struct aiocb *aiocbp)`: cancels one request, or with `null`
  * every request on `fildes`. Returns `AIO_CANCELED`, `AIO_NOTCANCELED`, `AIO_ALLDONE`, or -1
- * with `errno()` (`EBADF`; `EINVAL` when `aiocbp.aio_fildes` is not `fildes`).
+ * with `errno()` (`EBADF` when `fildes` is not open; else `EINVAL` when `aiocbp.aio_fildes` is
+ * not `fildes`).
  *
  * @example
  * ```ts ignore
@@ -525,9 +527,23 @@ export function aio_cancel(fildes: number, aiocbp: Aiocb | null): number {
   const fd = toInt32(fildes, "fildes");
   const block = aiocbp === null ? null : toAiocb(aiocbp);
   const { c, library, backend, abi } = native();
-  if (block !== null && block.get("aio_fildes") !== fd) return fail(abi.constants.EINVAL);
+  if (block !== null && block.get("aio_fildes") !== fd) {
+    // POSIX: EBADF for an fd that is not open, whatever the control block says (as glibc).
+    return fail(isOpen(fd) ? abi.constants.EINVAL : abi.constants.EBADF);
+  }
   const result = c.aio_cancel(fd, block === null ? backend.NULL : block.address);
   return result === -1 ? fail(library.errno()) : result;
+}
+
+/** Whether `fd` is an open file descriptor (`fstat` does not fail with EBADF). */
+function isOpen(fd: number): boolean {
+  if (fd < 0) return false;
+  try {
+    fstatSync(fd);
+    return true;
+  } catch (error) {
+    return (error as { code?: unknown }).code !== "EBADF";
+  }
 }
 
 /** Milliseconds in a `struct timespec`, checked. */
@@ -560,6 +576,8 @@ function toList(value: unknown, name: string): (Aiocb | null)[] {
  * once if one already is, or if an entry has no request in flight), or -1 with `errno()`
  * `EAGAIN` when `timeout` (relative; omitted or null waits forever) expires. `null` entries
  * are skipped; a list with no Aiocb rejects with TypeError. A signal does not end the wait.
+ * A `timeout` that is not a valid timespec (negative or fractional members, `tv_nsec` above
+ * 999,999,999) rejects with TypeError or RangeError, where glibc would report `EAGAIN` at once.
  *
  * @example
  * ```ts ignore
@@ -626,7 +644,9 @@ export async function lio_listio(
   const members = entries.filter((entry) => entry !== null);
   const blocks = members.map((entry) => internals(entry));
   if (new Set(blocks).size !== blocks.length) {
-    throw new TypeError("Invalid list: an Aiocb appears more than once");
+    const second = entries.findIndex((entry, index) => entry !== null && entries.indexOf(entry) !== index);
+    const first = entries.indexOf(entries[second]);
+    throw new TypeError(`Invalid list: an Aiocb appears more than once (list[${first}] and list[${second}])`);
   }
   // Check every entry before touching any: a failure leaves them all as they were.
   const operations = blocks.map((block, index) => {
