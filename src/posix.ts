@@ -532,8 +532,18 @@ export function aio_cancel(fildes: number, aiocbp: Aiocb | null): number {
     return fail(isOpen(fd) ? abi.constants.EINVAL : abi.constants.EBADF);
   }
   const result = c.aio_cancel(fd, block === null ? backend.NULL : block.address);
-  return result === -1 ? fail(library.errno()) : result;
+  if (result === -1) return fail(library.errno());
+  if (result === abi.constants.AIO_CANCELED && block !== null) {
+    // POSIX: once aio_cancel says AIO_CANCELED, the request's status is ECANCELED. musl wakes
+    // aio_cancel a moment before its worker stores that status: wait for it, briefly.
+    const start = performance.now();
+    while (!settled(aiocbp!, block) && performance.now() - start < CANCELED_STATUS_MS);
+  }
+  return result;
 }
+
+/** How long `aio_cancel` waits for a canceled request's status to be stored (ms). */
+const CANCELED_STATUS_MS = 100;
 
 /** Whether `fd` is an open file descriptor (`fstat` does not fail with EBADF). */
 function isOpen(fd: number): boolean {
