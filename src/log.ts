@@ -6,8 +6,8 @@
  * continued), and made durable with one `fdatasync` (through `fdatasync()`, so on macOS with
  * `F_FULLFSYNC`); then every caller of the batch resolves. Where libc runs an `aio_fsync` only
  * after the writes queued before it on the fd (glibc, musl), the sync is submitted right after
- * the write, without waiting for it; elsewhere (macOS) once the write is done. Appends arriving meanwhile form the
- * next batch. The first failed write or sync is final: that batch, everything queued and every
+ * the write, without waiting for it; elsewhere (macOS) once the write is done. Appends arriving
+ * meanwhile form the next batch. The first failed write or sync is final: that batch, everything queued and every
  * later append reject with it until the log is reopened (after a failed write-back Linux may
  * drop the dirty pages, and a later sync would succeed with the data gone).
  *
@@ -128,8 +128,9 @@ class Log implements AioLog {
 
   /**
    * Submits the batch's `aio_write` and its `aio_fsync(O_DSYNC)` back to back: libc runs the
-   * sync only after the write (`features.fsync_after_queued_writes`), so the sync covers it and
-   * the batch costs one wake-up instead of two. Settles once both did: the write's failure
+   * sync only after the write (`features.fsync_after_queued_writes`), so the sync covers it, and
+   * libc's worker starts it as the write returns, with no round trip through the JavaScript
+   * thread between them. Settles once both did: the write's failure
    * first, then the sync's. A short write is continued, then synced again.
    */
   async #writeAndSync(buffer: Uint8Array): Promise<void> {
