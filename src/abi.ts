@@ -191,6 +191,16 @@ export interface Features {
   readonly requeue_on_eagain: boolean;
   /** How `lio_listio` treats its entries and its `sigevent`. */
   readonly lio_listio: ListFeatures;
+  /**
+   * An `aio_fsync` runs only after every write queued before it on the same fd has finished, so
+   * a write and the sync that covers it can be submitted back to back (the log does). glibc:
+   * one fd's requests run in submission order on one worker (`sysdeps/pthread/aio_misc.c`);
+   * musl: the sync's thread waits for older writes on its fd (`src/aio/aio.c`). `false` on
+   * macOS: xnu's new per-process work queue is not checked for it, and a write refused with
+   * `EAGAIN` is retried by the engine after the sync was submitted; there the log waits for
+   * the write before submitting the sync.
+   */
+  readonly fsync_after_queued_writes: boolean;
 }
 
 /**
@@ -412,6 +422,7 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
     sigev_thread: true,
     requeue_on_eagain: false,
     lio_listio: { queues: "not-nop", on_refusal: "continue", sigevent: "copied" },
+    fsync_after_queued_writes: true,
   },
 };
 
@@ -435,6 +446,7 @@ const LINUX_X86_64_MUSL: TargetAbi = {
     sigev_thread: true,
     requeue_on_eagain: false,
     lio_listio: { queues: "read-write", on_refusal: "stop", sigevent: "kept" },
+    fsync_after_queued_writes: true,
   },
 };
 
@@ -499,6 +511,7 @@ const DARWIN: TargetAbi = {
     // The kernel validates every entry before queuing any (an invalid one fails the whole call),
     // queues LIO_NOP entries too, goes on past the per-process limit, and copies the sigevent.
     lio_listio: { queues: "all", on_refusal: "continue", sigevent: "copied" },
+    fsync_after_queued_writes: false,
   },
 };
 

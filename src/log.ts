@@ -4,8 +4,10 @@
  * Appends wait in a queue. One batch at a time is made durable: every record queued is copied
  * into one buffer, written with one `aio_write` at the end of the file (a short write is
  * continued), and made durable with one `fdatasync` (through `fdatasync()`, so on macOS with
- * `F_FULLFSYNC`); then every caller of the batch resolves. Appends arriving meanwhile form the
- * next batch. The first failed write or sync is final: that batch, everything queued and every
+ * `F_FULLFSYNC`); then every caller of the batch resolves. Where libc runs an `aio_fsync` only
+ * after the writes queued before it on the fd (glibc, musl), the sync is submitted right after
+ * the write, without waiting for it; elsewhere (macOS) once the write is done. Appends arriving
+ * meanwhile form the next batch. The first failed write or sync is final: that batch, everything queued and every
  * later append reject with it until the log is reopened (after a failed write-back Linux may
  * drop the dirty pages, and a later sync would succeed with the data gone).
  *
@@ -17,7 +19,7 @@ import { AioError } from "./errors.ts";
 import { type AioFile, open, writeAll } from "./file.ts";
 import { closeFd, O, openFd, statFd, toAioError, toData, toMode, toPath, truncateFd } from "./fs.ts";
 import { AioRequest } from "./requests.ts";
-import { fdatasync, toFullSync } from "./sync.ts";
+import { fdatasync, followedPlatform, toFullSync } from "./sync.ts";
 import { native } from "./target.ts";
 import { describe, toOptions } from "./validate.ts";
 
@@ -62,6 +64,8 @@ class Log implements AioLog {
   readonly path: string;
   readonly #fd: number;
   readonly #fullSync: boolean;
+  /** Write and sync submitted back to back (`features.fsync_after_queued_writes`). */
+  readonly #pipelined: boolean;
   #position: number;
   #queue: Entry[] = [];
   #flushing: Promise<void> | undefined;
@@ -73,6 +77,8 @@ class Log implements AioLog {
     this.path = path;
     this.#position = position;
     this.#fullSync = fullSync;
+    // The platform the syncs follow: the C library's, or Darwin's table in the Darwin harness.
+    this.#pipelined = followedPlatform().abi.features.fsync_after_queued_writes;
   }
 
   append(data: Uint8Array | string): Promise<void> {
@@ -102,9 +108,12 @@ class Log implements AioLog {
       this.#queue = [];
       const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
       try {
-        await writeAll(this.#fd, buffer, this.#position);
+        if (this.#pipelined) await this.#writeAndSync(buffer);
+        else {
+          await writeAll(this.#fd, buffer, this.#position);
+          await fdatasync(this.#fd, { fullSync: this.#fullSync });
+        }
         this.#position += buffer.length;
-        await fdatasync(this.#fd, { fullSync: this.#fullSync });
       } catch (error) {
         this.#failure = toAioError(error, "write", this.path, this.#fd);
         for (const entry of batch) entry.reject(this.#failure);
@@ -115,6 +124,30 @@ class Log implements AioLog {
       for (const entry of batch) entry.resolve();
     }
     this.#flushing = undefined;
+  }
+
+  /**
+   * Submits the batch's `aio_write` and its `aio_fsync(O_DSYNC)` back to back: libc runs the
+   * sync only after the write (`features.fsync_after_queued_writes`), so the sync covers it, and
+   * libc's worker starts it as the write returns, with no round trip through the JavaScript
+   * thread between them. Settles once both did: the write's failure
+   * first, then the sync's. A short write is continued, then synced again.
+   */
+  async #writeAndSync(buffer: Uint8Array): Promise<void> {
+    const write = AioRequest.write(this.#fd, buffer, this.#position).done;
+    const sync = fdatasync(this.#fd, { fullSync: this.#fullSync });
+    const [written, synced] = await Promise.allSettled([write, sync]);
+    if (written.status === "rejected") throw written.reason;
+    if (synced.status === "rejected") throw synced.reason;
+    const done = written.value;
+    if (done <= 0 && buffer.length > 0) {
+      // A regular file never takes 0 bytes of a non-empty write (as writeAll()).
+      throw new AioError(native().abi.constants.EIO, "write", { fd: this.#fd });
+    }
+    if (done < buffer.length) {
+      await writeAll(this.#fd, buffer.subarray(done), this.#position + done);
+      await fdatasync(this.#fd, { fullSync: this.#fullSync });
+    }
   }
 
   close(): Promise<void> {

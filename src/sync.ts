@@ -109,6 +109,11 @@ export function followPlatform(platform: () => Loaded): () => Loaded {
   return previous;
 }
 
+/** The platform `fsync()` and `fdatasync()` follow now (the log takes its features from it too). */
+export function followedPlatform(): Loaded {
+  return current();
+}
+
 function finish(batch: Batch, error: unknown): void {
   for (const caller of batch.callers) {
     if (caller.onAbort !== undefined) caller.signal!.removeEventListener("abort", caller.onAbort);

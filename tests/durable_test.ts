@@ -14,6 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { AioError, fdatasync, fsync, open, openLog, readLog, syncDir, target, writeFileAtomic } from "../mod.ts";
+import { native } from "../src/target.ts";
 import { test } from "./harness.ts";
 import { hasProgram, lastJson, quiescent, root, run, runtimeCommand, tempDir, withDir, within } from "./helpers.ts";
 
@@ -136,6 +137,8 @@ test(
         assert.ok(write.exit < ack.entry && /^\d+$/.test(write.ret), `record ${id}: its write returned before the ack`);
         const length = Number(/, (\d+)(, \d+)?$/.exec(write.args)![1]);
         assert.equal(Number(write.ret), length, `record ${id}: the write was whole`);
+        // The log may submit the sync before the write returned (features.fsync_after_queued_writes):
+        // what counts is that libc ran the fdatasync(2) only after the pwrite64 of the record returned.
         const sync = syncs.find((sync) => sync.entry > write.exit && sync.exit < ack.entry && sync.ret === "0");
         assert.ok(
           sync !== undefined,
@@ -224,7 +227,9 @@ for (
   // The log's file is opened O_APPEND: glibc writes it with pwrite64, musl with write.
   const injected = syscall === "write" ? "pwrite64,write" : syscall;
   test(
-    `${error} injected into the log's ${syscall}: every caller of the batch and every later append reject with it`,
+    `${error} injected into the log's ${syscall}${
+      syscall === "write" ? " (100 ms late, the batch's sync queued behind it)" : ""
+    }: every caller of the batch and every later append reject with it`,
     async () => {
       await withDir(async (dir) => {
         const file = path.join(dir, "log");
@@ -234,7 +239,8 @@ for (
           "-e",
           "trace=pwrite64,write,fdatasync",
           "-e",
-          `inject=${injected}:error=${error}`,
+          // A failing write returns late, so the sync submitted right behind it is surely queued.
+          `inject=${injected}:error=${error}${syscall === "write" ? ":delay_exit=100000" : ""}`,
         ], ["fault", dir]);
         assert.equal(result.status, 0, result.stderr);
         const operation = syscall;
@@ -250,11 +256,15 @@ for (
         const writes = calls.filter((call) => call.name === "pwrite64" || call.name === "write");
         const syncs = calls.filter((call) => call.name === "fdatasync");
         assert.equal(writes.length, 1, "one write for the batch of 10, none after the failure");
+        // Where the log submits the batch's sync right behind its write, that sync was queued
+        // before the write failed: libc runs it after the write, and still the batch rejects.
+        const queued = syscall === "write" && native().abi.features.fsync_after_queued_writes;
         assert.equal(
           syncs.length,
-          syscall === "write" ? 0 : 1,
-          "no sync after a failed write, none after the failure",
+          syscall === "write" && !queued ? 0 : 1,
+          queued ? "only the sync queued with the write, none after the failure" : "none after the failure",
         );
+        if (syncs.length === 1) assert.ok(syncs[0].entry > writes[0].exit, "the sync ran after the write returned");
       });
     },
     { skip },
@@ -291,6 +301,42 @@ for (
     { skip },
   );
 }
+
+test(
+  "openLog(): a short batch write is continued, then synced again, before the batch resolves",
+  async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, "log");
+      const { result, calls } = await traced("durable_log.ts", [
+        "-P",
+        file,
+        "-e",
+        "trace=pwrite64,write,fdatasync",
+        "-e",
+        "inject=pwrite64:retval=3:when=1",
+      ], ["short", dir]);
+      assert.equal(result.status, 0, result.stderr);
+      const report = lastJson<{ outcomes: string[]; content: string; records: string; pending: number }>(result);
+      assert.deepEqual(report.outcomes, Array(10).fill("ok"));
+      // strace skipped the first call (O_APPEND: nothing was written); the rest was appended.
+      assert.equal(report.content, report.records.slice(3));
+      const seen = calls.filter((call) => call.name !== "write").map((call) => `${call.name} = ${call.ret}`);
+      const rest = `pwrite64 = ${report.records.length - 3}`;
+      // With the sync queued behind the write, it runs after the short write, and again after the rest.
+      assert.deepEqual(
+        seen,
+        native().abi.features.fsync_after_queued_writes
+          ? ["pwrite64 = 3 (INJECTED)", "fdatasync = 0", rest, "fdatasync = 0"]
+          : ["pwrite64 = 3 (INJECTED)", rest, "fdatasync = 0"],
+      );
+      assert.equal(report.pending, 0);
+    });
+  },
+  {
+    skip: skip
+      || (target.libc === "musl" ? "strace counts when=1 per thread; musl runs each request on a new thread" : false),
+  },
+);
 
 test(
   "AioFile.write() continues a short write (strace makes the first pwrite64 return 3) until all is written",
