@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import process from "node:process";
 import { test } from "./harness.ts";
-import { root, runtimeCommand, tempDir, within } from "./helpers.ts";
+import { CHILD_TIMEOUT, root, runtimeCommand, tempDir, within } from "./helpers.ts";
 
 const example = path.join(root, "examples", "http_log.ts");
 const RECORDS = 200;
@@ -42,7 +42,7 @@ async function start(file: string, variant: string): Promise<Server> {
     exited.then((code) => reject(new Error(`The server exited with ${code} before listening:\n${stderr}`)));
   });
   try {
-    const { pid, listening } = await within(ready, 30_000, "the server listening");
+    const { pid, listening } = await within(ready, CHILD_TIMEOUT, "the server listening");
     return {
       url: `http://127.0.0.1:${listening.port}/records`,
       pid,
@@ -50,7 +50,7 @@ async function start(file: string, variant: string): Promise<Server> {
         // Not child.kill(): Deno's node:child_process then reports the exit as by SIGTERM even
         // when the server handles the signal and exits with 0.
         process.kill(pid, "SIGTERM");
-        const code = await within(exited, 20_000, "the server's exit");
+        const code = await within(exited, CHILD_TIMEOUT, "the server's exit");
         return { code, stdout, stderr };
       },
     };
