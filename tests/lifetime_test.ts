@@ -123,11 +123,6 @@ test("10,000 requests in flight across 100 files all settle with the right resul
   } finally {
     remove();
   }
-}, {
-  // Seen twice under qemu-aarch64 Deno after the earlier files of the suite (never natively,
-  // nor with this file alone under qemu): one descriptor's 100 writes never ran and glibc had
-  // no AIO thread left, so the writes stayed EINPROGRESS for good.
-  skip: emulator === undefined ? false : "under qemu-user glibc left one descriptor's requests unrun",
 });
 
 test("soak (50,000 fdatasync, 256 in flight): RSS growth after 20,000 within 16 MiB, nothing left", async () => {
