@@ -279,6 +279,7 @@ export class ControlBlock {
   poll(): boolean {
     if (this.#state !== "pending") return true;
     const { c, abi, library } = this.#native;
+    if (this.#inProgress()) return false;
     const status = c.aio_error(this.address);
     if (status === abi.constants.EINPROGRESS) return false;
     if (status === -1) {
@@ -288,6 +289,20 @@ export class ControlBlock {
       this.#finish(status, c.aio_return(this.address));
     }
     return true;
+  }
+
+  /**
+   * Whether libc's own status field, where the table has one, still reads `EINPROGRESS`: the
+   * value `aio_error` would return, read without a call. glibc's `aio_error` takes the lock
+   * its workers need to finish requests, and the engine checks every request in flight on each
+   * turn of the event loop; the call is made once the field says final (its lock then also
+   * orders the read of the result). musl keeps a waiter flag in the top bit.
+   */
+  #inProgress(): boolean {
+    const status = this.#native.abi.aiocb_status;
+    if (status === null) return false;
+    const raw = readInteger(this.#slot.view, this.#slot.base + status[0], status[1]);
+    return (raw & 0x7fffffff) === this.#native.abi.constants.EINPROGRESS;
   }
 
   /**
