@@ -7,9 +7,11 @@
  * `F_FULLFSYNC`); then every caller of the batch resolves. Where libc runs an `aio_fsync` only
  * after the writes queued before it on the fd (glibc, musl), the sync is submitted right after
  * the write, without waiting for it; elsewhere (macOS) once the write is done. Appends arriving
- * meanwhile form the next batch. The first failed write or sync is final: that batch, everything queued and every
- * later append reject with it until the log is reopened (after a failed write-back Linux may
- * drop the dirty pages, and a later sync would succeed with the data gone).
+ * meanwhile form the next batch; when a batch ends with fewer records queued than it held, the
+ * next one waits a little for its callers to append again (commit delay, see `#linger`). The
+ * first failed write or sync is final: that batch, everything queued and every later append
+ * reject with it until the log is reopened (after a failed write-back Linux may drop the dirty
+ * pages, and a later sync would succeed with the data gone).
  *
  * @module
  */
@@ -54,6 +56,11 @@ export interface AioLog {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** Longest wait of a batch for the callers of the last one, as a share of the last batch's time. */
+const LINGER_SHARE = 0.5;
+/** Longest wait of a batch for the callers of the last one (ms). */
+const LINGER_MAX_MS = 2;
+
 interface Entry {
   readonly bytes: Uint8Array;
   readonly resolve: () => void;
@@ -69,6 +76,12 @@ class Log implements AioLog {
   #position: number;
   #queue: Entry[] = [];
   #flushing: Promise<void> | undefined;
+  /** Records of the last batch made durable, when that ended, and how long it took (ms). */
+  #lastSize = 0;
+  #lastEnd = -Infinity;
+  #lastCycle = 0;
+  /** While the next batch waits for the callers of the last one: ends the wait. */
+  #stopLinger: (() => void) | undefined;
   #failure: unknown;
   #closing: Promise<void> | undefined;
 
@@ -97,6 +110,7 @@ class Log implements AioLog {
     const record = typeof data === "string" ? bytes : new Uint8Array(bytes);
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ bytes: record, resolve, reject });
+      if (this.#stopLinger !== undefined && this.#queue.length >= this.#lastSize) this.#stopLinger();
       // The first append of a tick starts the batch after the appends of the same tick joined it.
       this.#flushing ??= Promise.resolve().then(() => this.#flush());
     });
@@ -104,6 +118,8 @@ class Log implements AioLog {
 
   async #flush(): Promise<void> {
     while (this.#queue.length > 0) {
+      await this.#linger();
+      const began = performance.now();
       const batch = this.#queue;
       this.#queue = [];
       const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
@@ -122,8 +138,35 @@ class Log implements AioLog {
         break;
       }
       for (const entry of batch) entry.resolve();
+      this.#lastSize = batch.length;
+      this.#lastEnd = performance.now();
+      this.#lastCycle = this.#lastEnd - began;
     }
     this.#flushing = undefined;
+  }
+
+  /**
+   * Lets the next batch wait a little for the callers of the last one (commit delay): when fewer
+   * records are queued than the last batch made durable and it ended moments ago, its callers
+   * are likely to append again at once (a server answering them, each client sending its next
+   * request). Waiting for them makes one batch and one sync of what would otherwise be a small
+   * batch now and a large one a whole sync later. The wait ends as soon as as many records are
+   * queued as the last batch had, and at the latest `LINGER_SHARE` of the last batch's time after
+   * it ended (`LINGER_MAX_MS` at most). Records arriving independently of the last batch (no
+   * caller waiting on it) find that many queued already, or the last batch long over: no wait.
+   */
+  async #linger(): Promise<void> {
+    if (this.#queue.length >= this.#lastSize) return;
+    const wait = this.#lastEnd + Math.min(this.#lastCycle * LINGER_SHARE, LINGER_MAX_MS) - performance.now();
+    if (wait <= 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#stopLinger!(), wait);
+      this.#stopLinger = () => {
+        clearTimeout(timer);
+        this.#stopLinger = undefined;
+        resolve();
+      };
+    });
   }
 
   /**

@@ -171,6 +171,31 @@ test(
   { skip },
 );
 
+test(
+  "openLog(): on a slow device, writers that append again just after their batch share one batch per round",
+  async () => {
+    await withDir(async (dir) => {
+      // 16 writers, 10 rounds: each appends again a macrotask after its append resolved (as
+      // clients of a server do). Without waiting for them, the first one back would start a
+      // batch of its own and the others the next (19 syncs seen); the log waits a little for
+      // the callers of the last batch instead.
+      const options = ["-e", "trace=openat,open,fdatasync", "-e", "inject=fdatasync:delay_exit=1000"];
+      const { result, calls } = await traced("durable_log.ts", options, ["clients", dir]);
+      assert.equal(result.status, 0, result.stderr);
+      const report = lastJson<{ exact: boolean; pending: number; allocated: number }>(result);
+      assert.equal(report.exact, true, "the file is the records in call order");
+      assert.deepEqual([report.pending, report.allocated], [0, 0]);
+      const log = openedFd(calls, path.join(dir, "log"));
+      const syncs = onFd(calls, ["fdatasync"], log.fd, log.call.exit);
+      assert.ok(
+        syncs.length >= 10 && syncs.length <= 13,
+        `10 rounds: 10 batches, a few more at most (${syncs.length})`,
+      );
+    });
+  },
+  { skip },
+);
+
 test("writeFileAtomic: write, fdatasync, rename, then fsync of the directory, before it resolves", async () => {
   await withDir(async (dir) => {
     const trace = "trace=pwrite64,write,fdatasync,fsync,rename,renameat,renameat2,openat,open";
