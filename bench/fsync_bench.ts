@@ -35,8 +35,12 @@
  * percent of one core, while the case ran.
  *
  * `impl` is `native` for the runtime's own path (Deno: `Deno.FsFile.syncData()`; Bun: `node:fs`
- * `fdatasync` with a callback, and `native-promises` for `FileHandle.datasync()`), or the name
- * of a completion strategy. The strategy is chosen once per process, so every implementation
+ * `fdatasync` with a callback, and `native-promises` for `FileHandle.datasync()`), the name
+ * of a completion strategy, or a floor in C without any runtime (`bench/floor.c`, compiled with
+ * gcc when the run starts, skipped without gcc): `c-sync` calls fdatasync(2) directly (in the
+ * many-files cases on one thread per file, all at once), `c-aio` calls `aio_fsync` and waits in
+ * `aio_suspend` (glibc's pool set up as this module sets it). The floors show what the device,
+ * strace's delay and the C library cost by themselves; `concurrent-one-fd` has none. The strategy is chosen once per process, so every implementation
  * runs in a child process of the same runtime; passes are interleaved (the machine drifts
  * between fast and slow states) and the median of the passes is printed, one JSON line per
  * case and implementation. The rows of the default strategy carry `"default": true`.
@@ -141,6 +145,9 @@ const FANOUT_ROUNDS = 20;
 /** `idle`: files synced at once, and rounds at scale 1. */
 const IDLE_FILES = 32;
 const IDLE_ROUNDS = 1;
+/** The floors in C, by implementation name: `bench/floor.c`'s first argument. */
+const FLOORS: ReadonlyMap<string, string> = new Map([["c-sync", "sync"], ["c-aio", "aio"]]);
+
 /** A child that takes longer than this is killed (ms). */
 const CHILD_TIMEOUT_MS = 600_000;
 
@@ -309,21 +316,92 @@ async function measure(
   }
 }
 
+/** What runs a command under strace adding `delayUs` microseconds to every fdatasync(2) (none for 0). */
+function straced(delayUs: number): string[] {
+  if (delayUs === 0) return [];
+  return [
+    "strace",
+    ...["-f", "--seccomp-bpf", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync"],
+    ...["-e", `inject=fdatasync:delay_exit=${delayUs}`],
+  ];
+}
+
 /**
  * The command line that runs this script again with the same runtime; with `delayUs`, under
  * strace adding that many microseconds to every fdatasync(2).
  */
 function selfCommand(args: string[], delayUs: number): string[] {
-  const slow = delayUs === 0 ? [] : [
-    "strace",
-    ...["-f", "--seccomp-bpf", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync"],
-    ...["-e", `inject=fdatasync:delay_exit=${delayUs}`],
-  ];
+  const slow = straced(delayUs);
   if (deno !== undefined) {
     // Deno grants access to paths under /dev (the files are on /dev/shm) only with --allow-all.
     return [...slow, deno.execPath(), "run", "--allow-all", script, ...args];
   }
   return [...slow, process.execPath, script, ...args];
+}
+
+/**
+ * Compiles `bench/floor.c` into `dir` with gcc; returns the program's path, or undefined (and
+ * says why) if it cannot be built here.
+ */
+function buildFloor(dir: string): string | undefined {
+  const program = path.join(dir, "floor");
+  const source = path.join(path.dirname(script), "floor.c");
+  const built = spawnSync("gcc", ["-O2", "-pthread", "-o", program, source, "-lrt"], { encoding: "utf8" });
+  if (built.status === 0) return program;
+  const why = built.error !== undefined ? "gcc is not installed" : built.stderr.trim().split("\n")[0];
+  console.error(`the C floors (c-sync, c-aio) are skipped: ${why}`);
+  return undefined;
+}
+
+/** The arguments of `bench/floor.c` after its mode for case `name`, or undefined if it has no floor. */
+function floorArgs(name: CaseName, dir: string, diskDir: string, scale: number): string[] | undefined {
+  switch (name) {
+    case "seq":
+    case "mid":
+      return ["seq", dir, "1", String(scaled(name === "seq" ? SEQ_OPS : MID_OPS, scale))];
+    case "seq-disk":
+      return ["seq", diskDir, "1", String(scaled(SEQ_DISK_OPS, scale))];
+    case "many-files":
+      return ["many", dir, String(FILES), String(scaled(FILES_ROUNDS, scale))];
+    case "many-files-disk":
+      return ["many", diskDir, String(FILES), String(scaled(FILES_DISK_ROUNDS, scale))];
+    case "fanout-mid":
+      return ["many", dir, String(FILES), String(scaled(FANOUT_ROUNDS, scale))];
+    case "idle":
+      return ["many", dir, String(IDLE_FILES), String(scaled(IDLE_ROUNDS, scale))];
+    case "concurrent-one-fd":
+      return undefined;
+  }
+}
+
+/** Runs a C floor in case `name` (under strace for a delayed case); returns its row. */
+async function runFloor(
+  program: string,
+  impl: string,
+  name: CaseName,
+  root: string,
+  diskRoot: string,
+  scale: number,
+): Promise<Row | undefined> {
+  const dir = fs.mkdtempSync(path.join(root, `${impl}-`));
+  const diskDir = fs.mkdtempSync(path.join(diskRoot, `${impl}-`));
+  try {
+    const rest = floorArgs(name, dir, diskDir, scale);
+    if (rest === undefined) return undefined;
+    const stdout = await runCommand([...straced(CASES.get(name)!), program, FLOORS.get(impl)!, ...rest]);
+    const { ops, ms, cpuMs } = JSON.parse(stdout) as Measure;
+    return {
+      runtime,
+      case: name,
+      impl,
+      ops,
+      us_per_op: Math.round(ms * 1000 / ops * 100) / 100,
+      cpu_percent: Math.round(cpuMs / ms * 1000) / 10,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(diskDir, { recursive: true, force: true });
+  }
 }
 
 /** Whether strace can be run (the delayed cases need it). */
@@ -335,7 +413,14 @@ function hasStrace(): boolean {
 function runSelf(args: string[], completion: string | undefined, delayUs = 0): Promise<string> {
   const env: Record<string, string | undefined> = { ...process.env, POSIX_AIO_COMPLETION: completion };
   if (completion === undefined) delete env.POSIX_AIO_COMPLETION;
-  const [command, ...rest] = selfCommand(args, delayUs);
+  return runCommand(selfCommand(args, delayUs), env);
+}
+
+/** Runs a command and returns its stdout; its stderr passes through; fails unless it exits with 0. */
+function runCommand(
+  [command, ...rest]: string[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, rest, { env, stdio: ["ignore", "pipe", "inherit"] });
     let stdout = "";
@@ -349,9 +434,14 @@ function runSelf(args: string[], completion: string | undefined, delayUs = 0): P
     child.on("close", (status, signal) => {
       clearTimeout(timer);
       if (status === 0) resolve(stdout);
-      else reject(new Error(`${args.join(" ")}: child exited with ${signal ?? status}\n${stdout}`));
+      else reject(new Error(`${[command, ...rest].join(" ")}: exited with ${signal ?? status}\n${stdout}`));
     });
   });
+}
+
+/** One pass of one implementation, as the progress lines print it. */
+function summary(rows: Row[]): string {
+  return rows.map((row) => `${row.case} ${row.us_per_op} us/op ${row.cpu_percent}% CPU`).join(", ");
 }
 
 /** The median, rounded to 0.01. */
@@ -441,9 +531,11 @@ async function main(args: string[]): Promise<void> {
     const natives = nativeOpeners();
     // --quick measures the runtime's own paths and the default strategy only, unless --impls says.
     const chosen = onlyImpls ?? (quick ? ["native", "native-promises", "default"] : undefined);
-    const impls = [...natives.keys(), ...COMPLETIONS].filter((impl) =>
-      chosen === undefined || chosen.includes(impl) || (chosen.includes("default") && impl === probe.completion)
-    );
+    const wanted = (impl: string): boolean =>
+      chosen === undefined || chosen.includes(impl) || (chosen.includes("default") && impl === probe.completion);
+    const impls = [...natives.keys(), ...COMPLETIONS].filter(wanted);
+    const floors = [...FLOORS.keys()].filter(wanted);
+    const floor = floors.length > 0 ? buildFloor(root) : undefined;
     const cases = [...CASES.keys()].filter((name) => onlyCases === undefined || onlyCases.includes(name))
       .filter((name) => disk !== undefined || !DISK_CASES.has(name));
     if (disk === undefined) console.error("no folder outside tmpfs was found: the -disk cases are skipped");
@@ -472,14 +564,25 @@ async function main(args: string[]): Promise<void> {
             const key = `${row.case} ${row.impl}`;
             results.set(key, [...results.get(key) ?? [], row]);
           }
-          const summary = rows.map((row) => `${row.case} ${row.us_per_op} us/op ${row.cpu_percent}% CPU`).join(", ");
-          console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary}`);
+          console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary(rows)}`);
         }
+      }
+      for (const impl of floor === undefined ? [] : floors) {
+        const rows: Row[] = [];
+        for (const names of groups.values()) {
+          for (const name of names) {
+            const row = await runFloor(floor!, impl, name, root, diskRoot, scale);
+            if (row === undefined) continue;
+            rows.push(row);
+            results.set(`${name} ${impl}`, [...results.get(`${name} ${impl}`) ?? [], row]);
+          }
+        }
+        console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary(rows)}`);
       }
     }
     const medians: Row[] = [];
     for (const name of cases) {
-      for (const impl of impls) {
+      for (const impl of [...impls, ...floors]) {
         const rows = results.get(`${name} ${impl}`) ?? [];
         if (rows.length === 0) continue;
         const row: Row = {
