@@ -56,6 +56,8 @@ export const SYMBOLS = {
   fcntl: { params: ["i32", "i32"], result: "i32", offThread: true },
   // int lio_listio(int mode, struct aiocb *const list[], int nent, struct sigevent *sevp);
   lio_listio: { params: ["i32", "pointer", "i32", "pointer"], result: "i32" },
+  // int sched_yield(void);
+  sched_yield: { params: [], result: "i32" },
   // pid_t getpid(void);
   getpid: { params: [], result: "i32" },
   // int sigqueue(pid_t pid, int sig, const union sigval value);  (the union passed as one word)

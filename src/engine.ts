@@ -139,7 +139,9 @@ export class Engine implements Checker {
       : back === "suspend"
       ? new SuspendWaiter(loaded, this)
       : new TimerWaiter(this);
-    this.#poller = front === "poll" || back === "poll" ? new Poller(this, this.#waiter) : null;
+    this.#poller = front === "poll" || back === "poll"
+      ? new Poller(this, this.#waiter, () => loaded.c.sched_yield())
+      : null;
   }
 
   /** Requests this engine has in flight, held back ones included. */
