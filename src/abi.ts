@@ -230,8 +230,9 @@ export interface TargetAbi {
   /**
    * Where libc keeps a request's error status inside `struct aiocb` (glibc `__error_code`,
    * musl `__err`): written when libc takes a request, so the layer can tell which entries of
-   * a refused `lio_listio` libc took. `null` where the kernel keeps it (xnu: `aio_error` says
-   * -1 for a control block it does not know).
+   * a refused `lio_listio` libc took, and see a request in flight without calling `aio_error`.
+   * `null` where the kernel keeps it (xnu: `aio_error` says -1 for a control block it does not
+   * know).
    */
   readonly aiocb_status: Field | null;
   /** Bytes in a pointer (`void *`, `size_t`): the stride of the lists `aio_suspend` and `lio_listio` take. */
