@@ -9,13 +9,15 @@
  * BENCH_SCALE=0.1 BENCH_PASSES=5 bun bench/fsync_bench.ts   # or --scale=0.1 --passes=5
  * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only
  * bun bench/fsync_bench.ts --cases=mid,fanout-mid --impls=native,default
+ * bun bench/fsync_bench.ts --cases=mid,mid-fuse,fanout-mid,fanout-mid-fuse --impls=native,default,c-sync
  * ```
  *
  * A full run (scale 1, at least 3 passes, every case and implementation) also writes
  * `bench/results-<runtime>.json` and redraws `bench/results.svg` from the last full run of each
  * runtime: `npm run bench` (Deno, then Bun) leaves a chart of both. Quick or partial runs write
- * nothing; `--chart` only redraws the chart from the JSON files. The `-disk` cases run in `BENCH_DISK_DIR`, else in the first of the temporary folder,
- * the home folder and the current folder that `stat -f` does not call tmpfs or ramfs.
+ * nothing; `--chart` only redraws the chart from the JSON files. The `-disk` cases run in
+ * `BENCH_DISK_DIR`, else in the first of the temporary folder, the home folder and the current
+ * folder that `stat -f` does not call tmpfs or ramfs.
  *
  * Cases, all writing 4 KiB blocks with the same synchronous `node:fs` `writeSync`, so that only
  * the sync differs:
@@ -30,9 +32,24 @@
  *   wide pool of threads should win.
  * - `idle` (needs strace): 32 files synced at once, each sync taking 1 s: the CPU a process
  *   spends while its syncs wait on a slow device.
+ * - `mid-fuse`, `fanout-mid-fuse`, `idle-fuse` (need FUSE): `mid`, `fanout-mid` and `idle` with
+ *   the same delays on a device slow by itself, no strace: a folder on a FUSE mount of
+ *   `bench/slow_fs.c`. strace stops the traced process in the tracer at every thread creation
+ *   and every traced syscall, which bounds what a pool of threads can gain; here the process
+ *   runs untraced and the FUSE daemon sleeps the delay in its fsync handler, then syncs its
+ *   backing file on /dev/shm (the FUSE round trips of each write and sync are part of the
+ *   device, as the floors on it show).
+ *
+ * The FUSE file system is a passthrough written against libfuse3 (3.12 or later), compiled with
+ * gcc when the run starts. The run mounts one per delay in its folder on /dev/shm, its daemon
+ * in the foreground as a child (multithreaded, up to 256 threads, idle ones kept; no writeback
+ * cache, so each write reaches the daemon before it returns), and unmounts it at the end
+ * (`fusermount3 -u`; the daemon also unmounts itself if the run dies). Without /dev/fuse
+ * access (root, or a user /dev/fuse lets in), gcc or libfuse3-dev (Debian: `apt-get install
+ * fuse3 libfuse3-dev`), the FUSE cases are skipped with one line saying why.
  *
  * Every row carries `cpu_percent`: CPU time of the process (user + system) over wall time, in
- * percent of one core, while the case ran.
+ * percent of one core, while the case ran (not strace's nor the FUSE daemon's).
  *
  * `impl` is `native` for the runtime's own path (Deno: `Deno.FsFile.syncData()`; Bun: `node:fs`
  * `fdatasync` with a callback, and `native-promises` for `FileHandle.datasync()`), the name
@@ -40,7 +57,8 @@
  * gcc when the run starts, skipped without gcc): `c-sync` calls fdatasync(2) directly (in the
  * many-files cases on one thread per file, all at once), `c-aio` calls `aio_fsync` and waits in
  * `aio_suspend` (glibc's pool set up as this module sets it). The floors show what the device,
- * strace's delay and the C library cost by themselves; `concurrent-one-fd` has none. The strategy is chosen once per process, so every implementation
+ * strace's delay (or the FUSE device) and the C library cost by themselves;
+ * `concurrent-one-fd` has none. The strategy is chosen once per process, so every implementation
  * runs in a child process of the same runtime; passes are interleaved (the machine drifts
  * between fast and slow states) and the median of the passes is printed, one JSON line per
  * case and implementation. The rows of the default strategy carry `"default": true`.
@@ -721,7 +739,7 @@ async function main(args: string[]): Promise<void> {
             results.set(`${name} ${impl}`, [...results.get(`${name} ${impl}`) ?? [], row]);
           }
         }
-        console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary(rows)}`);
+        if (rows.length > 0) console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary(rows)}`);
       }
     }
     const medians: Row[] = [];
