@@ -504,13 +504,18 @@ function mountSlowFs(program: string, root: string, delayUs: number): Promise<Sl
   const backing = fs.mkdtempSync(path.join(root, `fuse-${delayUs}us-backing-`));
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(root, `fuse-${delayUs}us-`)));
   const daemon = spawn(program, [backing, dir, String(delayUs)], { stdio: ["pipe", "pipe", "pipe"] });
+  let settled = false;
+  // Until it is mounted, the daemon's stderr is kept to say why it could not be; then it passes through.
   let stderr = "";
   daemon.stderr.setEncoding("utf8");
-  daemon.stderr.on("data", (chunk: string) => stderr = (stderr + chunk).slice(-4000));
-  const exited = new Promise<void>((resolve) => daemon.on("close", () => resolve()));
+  daemon.stderr.on("data", (chunk: string) => settled ? process.stderr.write(chunk) : stderr += chunk);
+  const exited = new Promise<void>((resolve) => {
+    daemon.on("close", () => resolve());
+    daemon.on("error", () => resolve());
+  });
   const stop = async (): Promise<void> => {
     unmount(dir);
-    daemon.stdin.end();
+    if (daemon.exitCode === null && daemon.signalCode === null) daemon.stdin.end();
     const timer = setTimeout(() => daemon.kill("SIGKILL"), MOUNT_TIMEOUT_MS);
     await exited;
     clearTimeout(timer);
@@ -518,7 +523,6 @@ function mountSlowFs(program: string, root: string, delayUs: number): Promise<Sl
   };
   return new Promise<SlowMount>((resolve, reject) => {
     let stdout = "";
-    let settled = false;
     const fail = async (why: string): Promise<void> => {
       if (settled) return;
       settled = true;
@@ -526,11 +530,11 @@ function mountSlowFs(program: string, root: string, delayUs: number): Promise<Sl
       await stop();
       reject(new Error(why));
     };
-    const timer = setTimeout(() => fail(`${program} did not mount ${dir} in ${MOUNT_TIMEOUT_MS} ms`), MOUNT_TIMEOUT_MS);
-    daemon.on("error", (error) => fail(error.message));
+    const timer = setTimeout(() => fail(`slow_fs did not mount ${dir} in ${MOUNT_TIMEOUT_MS} ms`), MOUNT_TIMEOUT_MS);
+    daemon.on("error", (error) => fail(`slow_fs could not run: ${error.message}`));
     daemon.on("close", (status, signal) => {
       const why = stderr.trim().split("\n")[0] || `exited with ${signal ?? status}`;
-      fail(`${program} could not mount ${dir}: ${why}`);
+      fail(`slow_fs could not mount ${dir}: ${why}`);
     });
     daemon.stdout.setEncoding("utf8");
     daemon.stdout.on("data", (chunk: string) => {
