@@ -7,15 +7,17 @@
  * deno run --allow-all bench/fsync_bench.ts
  * bun bench/fsync_bench.ts
  * BENCH_SCALE=0.1 BENCH_PASSES=5 bun bench/fsync_bench.ts   # or --scale=0.1 --passes=5
- * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only
+ * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only, no idle-fuse
  * bun bench/fsync_bench.ts --cases=mid,fanout-mid --impls=native,default
+ * bun bench/fsync_bench.ts --cases=mid,mid-fuse,fanout-mid,fanout-mid-fuse --impls=native,default,c-sync
  * ```
  *
  * A full run (scale 1, at least 3 passes, every case and implementation) also writes
  * `bench/results-<runtime>.json` and redraws `bench/results.svg` from the last full run of each
  * runtime: `npm run bench` (Deno, then Bun) leaves a chart of both. Quick or partial runs write
- * nothing; `--chart` only redraws the chart from the JSON files. The `-disk` cases run in `BENCH_DISK_DIR`, else in the first of the temporary folder,
- * the home folder and the current folder that `stat -f` does not call tmpfs or ramfs.
+ * nothing; `--chart` only redraws the chart from the JSON files. The `-disk` cases run in
+ * `BENCH_DISK_DIR`, else in the first of the temporary folder, the home folder and the current
+ * folder that `stat -f` does not call tmpfs or ramfs.
  *
  * Cases, all writing 4 KiB blocks with the same synchronous `node:fs` `writeSync`, so that only
  * the sync differs:
@@ -30,9 +32,24 @@
  *   wide pool of threads should win.
  * - `idle` (needs strace): 32 files synced at once, each sync taking 1 s: the CPU a process
  *   spends while its syncs wait on a slow device.
+ * - `mid-fuse`, `fanout-mid-fuse`, `idle-fuse` (need FUSE): `mid`, `fanout-mid` and `idle` with
+ *   the same delays on a device slow by itself, no strace: a folder on a FUSE mount of
+ *   `bench/slow_fs.c`. strace stops the traced process in the tracer at every thread creation
+ *   and every traced syscall, which bounds what a pool of threads can gain; here the process
+ *   runs untraced and the FUSE daemon sleeps the delay in its fsync handler, then syncs its
+ *   backing file on /dev/shm (the FUSE round trips of each write and sync are part of the
+ *   device, as the floors on it show).
+ *
+ * The FUSE file system is a passthrough written against libfuse3 (3.12 or later), compiled with
+ * gcc when the run starts. The run mounts one per delay in its folder on /dev/shm, its daemon
+ * in the foreground as a child (multithreaded, up to 256 threads, idle ones kept; no writeback
+ * cache, so each write reaches the daemon before it returns), and unmounts it at the end
+ * (`fusermount3 -u`; the daemon also unmounts itself if the run dies). Without /dev/fuse
+ * access (root, or a user /dev/fuse lets in), gcc or libfuse3-dev (Debian: `apt-get install
+ * fuse3 libfuse3-dev`), the FUSE cases are skipped with one line saying why.
  *
  * Every row carries `cpu_percent`: CPU time of the process (user + system) over wall time, in
- * percent of one core, while the case ran.
+ * percent of one core, while the case ran (not strace's nor the FUSE daemon's).
  *
  * `impl` is `native` for the runtime's own path (Deno: `Deno.FsFile.syncData()`; Bun: `node:fs`
  * `fdatasync` with a callback, and `native-promises` for `FileHandle.datasync()`), the name
@@ -40,7 +57,8 @@
  * gcc when the run starts, skipped without gcc): `c-sync` calls fdatasync(2) directly (in the
  * many-files cases on one thread per file, all at once), `c-aio` calls `aio_fsync` and waits in
  * `aio_suspend` (glibc's pool set up as this module sets it). The floors show what the device,
- * strace's delay and the C library cost by themselves; `concurrent-one-fd` has none. The strategy is chosen once per process, so every implementation
+ * strace's delay (or the FUSE device) and the C library cost by themselves;
+ * `concurrent-one-fd` has none. The strategy is chosen once per process, so every implementation
  * runs in a child process of the same runtime; passes are interleaved (the machine drifts
  * between fast and slow states) and the median of the passes is printed, one JSON line per
  * case and implementation. The rows of the default strategy carry `"default": true`.
@@ -69,8 +87,11 @@ type CaseName =
   | "many-files"
   | "many-files-disk"
   | "mid"
+  | "mid-fuse"
   | "fanout-mid"
-  | "idle";
+  | "fanout-mid-fuse"
+  | "idle"
+  | "idle-fuse";
 
 /** One measurement, as printed. */
 interface Row {
@@ -108,7 +129,10 @@ const runtime: Runtime = deno === undefined ? "bun" : "deno";
 
 const script: string = fileURLToPath(import.meta.url);
 
-/** The cases, each with the microseconds strace adds to every fdatasync(2) while it runs. */
+/**
+ * The cases, each with the microseconds added to every fdatasync(2) while it runs: by strace,
+ * or for the `FUSE_CASES` by the FUSE file system of `bench/slow_fs.c`.
+ */
 const CASES: ReadonlyMap<CaseName, number> = new Map<CaseName, number>([
   ["seq", 0],
   ["seq-disk", 0],
@@ -116,9 +140,24 @@ const CASES: ReadonlyMap<CaseName, number> = new Map<CaseName, number>([
   ["many-files", 0],
   ["many-files-disk", 0],
   ["mid", 500],
+  ["mid-fuse", 500],
   ["fanout-mid", 500],
+  ["fanout-mid-fuse", 500],
   ["idle", 1_000_000],
+  ["idle-fuse", 1_000_000],
 ]);
+
+/** The cases run on a slow FUSE mount rather than under strace, each with the case it repeats. */
+const FUSE_CASES: ReadonlyMap<CaseName, CaseName> = new Map<CaseName, CaseName>([
+  ["mid-fuse", "mid"],
+  ["fanout-mid-fuse", "fanout-mid"],
+  ["idle-fuse", "idle"],
+]);
+
+/** The microseconds strace adds to every fdatasync(2) in case `name` (0: no strace). */
+function straceDelay(name: CaseName): number {
+  return FUSE_CASES.has(name) ? 0 : CASES.get(name)!;
+}
 
 /** The cases that run on the machine's disk rather than on tmpfs. */
 const DISK_CASES: ReadonlySet<CaseName> = new Set<CaseName>(["seq-disk", "many-files-disk"]);
@@ -277,6 +316,9 @@ const WORKLOADS: Readonly<Record<CaseName, (open: Opener, dir: string, scale: nu
   "mid": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
   "fanout-mid": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FANOUT_ROUNDS, scale)),
   "idle": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale)),
+  "mid-fuse": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
+  "fanout-mid-fuse": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FANOUT_ROUNDS, scale)),
+  "idle-fuse": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale)),
 };
 
 /** Child process: measures one implementation in every case and prints a row per case. */
@@ -369,12 +411,19 @@ function floorArgs(name: CaseName, dir: string, diskDir: string, scale: number):
       return ["many", dir, String(FILES), String(scaled(FANOUT_ROUNDS, scale))];
     case "idle":
       return ["many", dir, String(IDLE_FILES), String(scaled(IDLE_ROUNDS, scale))];
+    case "mid-fuse":
+    case "fanout-mid-fuse":
+    case "idle-fuse":
+      return floorArgs(FUSE_CASES.get(name)!, dir, diskDir, scale);
     case "concurrent-one-fd":
       return undefined;
   }
 }
 
-/** Runs a C floor in case `name` (under strace for a delayed case); returns its row. */
+/**
+ * Runs a C floor in case `name` in a new folder in `root` (under strace for a case strace
+ * delays); returns its row.
+ */
 async function runFloor(
   program: string,
   impl: string,
@@ -388,7 +437,7 @@ async function runFloor(
   try {
     const rest = floorArgs(name, dir, diskDir, scale);
     if (rest === undefined) return undefined;
-    const stdout = await runCommand([...straced(CASES.get(name)!), program, FLOORS.get(impl)!, ...rest]);
+    const stdout = await runCommand([...straced(straceDelay(name)), program, FLOORS.get(impl)!, ...rest]);
     const { ops, ms, cpuMs } = JSON.parse(stdout) as Measure;
     return {
       runtime,
@@ -402,6 +451,100 @@ async function runFloor(
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(diskDir, { recursive: true, force: true });
   }
+}
+
+/** A FUSE file system of `bench/slow_fs.c`, mounted; `stop` unmounts it and ends its daemon. */
+interface SlowMount {
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+/** A mounted FUSE file system takes longer than this to come up or go away: it is given up (ms). */
+const MOUNT_TIMEOUT_MS = 10_000;
+
+/**
+ * Compiles `bench/slow_fs.c` into `dir` with gcc against libfuse3; returns the program's path,
+ * or why it cannot be built here.
+ */
+function buildSlowFs(dir: string): { program: string } | { why: string } {
+  if (!fs.existsSync("/dev/fuse")) return { why: "/dev/fuse does not exist" };
+  const program = path.join(dir, "slow_fs");
+  const source = path.join(path.dirname(script), "slow_fs.c");
+  const config = spawnSync("pkg-config", ["--cflags", "--libs", "fuse3"], { encoding: "utf8" });
+  const flags = config.status === 0
+    ? config.stdout.trim().split(/\s+/)
+    : ["-I/usr/include/fuse3", "-lfuse3", "-lpthread"];
+  const built = spawnSync("gcc", ["-O2", "-o", program, source, ...flags], { encoding: "utf8" });
+  if (built.status === 0) return { program };
+  if (built.error !== undefined) return { why: "gcc is not installed" };
+  return { why: `bench/slow_fs.c does not build (libfuse3-dev?): ${built.stderr.trim().split("\n")[0]}` };
+}
+
+/** Whether `dir` is a mount point, as /proc/self/mountinfo lists them. */
+function isMountPoint(dir: string): boolean {
+  const lines = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n");
+  return lines.some((line) => line.split(" ")[4] === dir);
+}
+
+/** Unmounts `dir` with fusermount3 (lazily if it is busy), else umount. */
+function unmount(dir: string): void {
+  for (const command of [["fusermount3", "-u"], ["fusermount3", "-u", "-z"], ["umount", "-l"]]) {
+    if (!isMountPoint(dir)) return;
+    spawnSync(command[0], [...command.slice(1), dir], { stdio: "ignore" });
+  }
+  if (isMountPoint(dir)) console.error(`${dir} could not be unmounted`);
+}
+
+/**
+ * Mounts `bench/slow_fs.c` (built as `program`) on a new folder in `root`, passing through to
+ * another new folder there, every fsync/fdatasync taking `delayUs` microseconds more. The
+ * daemon runs in the foreground as a child of this process and ends when its stdin closes.
+ */
+function mountSlowFs(program: string, root: string, delayUs: number): Promise<SlowMount> {
+  const backing = fs.mkdtempSync(path.join(root, `fuse-${delayUs}us-backing-`));
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(root, `fuse-${delayUs}us-`)));
+  const daemon = spawn(program, [backing, dir, String(delayUs)], { stdio: ["pipe", "pipe", "pipe"] });
+  let settled = false;
+  // Until it is mounted, the daemon's stderr is kept to say why it could not be; then it passes through.
+  let stderr = "";
+  daemon.stderr.setEncoding("utf8");
+  daemon.stderr.on("data", (chunk: string) => settled ? process.stderr.write(chunk) : stderr += chunk);
+  const exited = new Promise<void>((resolve) => {
+    daemon.on("close", () => resolve());
+    daemon.on("error", () => resolve());
+  });
+  const stop = async (): Promise<void> => {
+    unmount(dir);
+    if (daemon.exitCode === null && daemon.signalCode === null) daemon.stdin.end();
+    const timer = setTimeout(() => daemon.kill("SIGKILL"), MOUNT_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+    unmount(dir);
+  };
+  return new Promise<SlowMount>((resolve, reject) => {
+    let stdout = "";
+    const fail = async (why: string): Promise<void> => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      await stop();
+      reject(new Error(why));
+    };
+    const timer = setTimeout(() => fail(`slow_fs did not mount ${dir} in ${MOUNT_TIMEOUT_MS} ms`), MOUNT_TIMEOUT_MS);
+    daemon.on("error", (error) => fail(`slow_fs could not run: ${error.message}`));
+    daemon.on("close", (status, signal) => {
+      const why = stderr.trim().split("\n")[0] || `exited with ${signal ?? status}`;
+      fail(`slow_fs could not mount ${dir}: ${why}`);
+    });
+    daemon.stdout.setEncoding("utf8");
+    daemon.stdout.on("data", (chunk: string) => {
+      stdout += chunk;
+      if (settled || !stdout.includes("mounted\n")) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ dir, stop });
+    });
+  });
 }
 
 /** Whether strace can be run (the delayed cases need it). */
@@ -526,6 +669,7 @@ async function main(args: string[]): Promise<void> {
   const disk = diskBase();
   const root = fs.mkdtempSync(path.join(base, "posix-aio-bench-"));
   const diskRoot = disk === undefined ? root : fs.mkdtempSync(path.join(disk.dir, "posix-aio-bench-"));
+  const mounts = new Map<number, SlowMount>();
   try {
     const probe = JSON.parse(await runSelf(["--default"], undefined)) as { completion: CompletionName };
     const natives = nativeOpeners();
@@ -536,18 +680,42 @@ async function main(args: string[]): Promise<void> {
     const impls = [...natives.keys(), ...COMPLETIONS].filter(wanted);
     const floors = [...FLOORS.keys()].filter(wanted);
     const floor = floors.length > 0 ? buildFloor(root) : undefined;
-    const cases = [...CASES.keys()].filter((name) => onlyCases === undefined || onlyCases.includes(name))
+    // --quick leaves out idle-fuse (it repeats idle, which Bun's own paths make take ~16 s each).
+    const cases = [...CASES.keys()]
+      .filter((name) => onlyCases === undefined ? !(quick && name === "idle-fuse") : onlyCases.includes(name))
       .filter((name) => disk !== undefined || !DISK_CASES.has(name));
     if (disk === undefined) console.error("no folder outside tmpfs was found: the -disk cases are skipped");
     else console.error(`disk cases in ${disk.dir} (${disk.type})`);
-    // One child per implementation runs the undelayed cases; each delay needs its own child.
-    const groups = new Map<number, CaseName[]>();
-    for (const name of cases) {
-      const delayUs = CASES.get(name)!;
-      groups.set(delayUs, [...groups.get(delayUs) ?? [], name]);
+    // The FUSE cases run in a folder on a mount of bench/slow_fs.c, one mount per delay.
+    const fuseCases = cases.filter((name) => FUSE_CASES.has(name));
+    if (fuseCases.length > 0) {
+      const built = buildSlowFs(root);
+      try {
+        if ("why" in built) throw new Error(built.why);
+        for (const delayUs of new Set(fuseCases.map((name) => CASES.get(name)!))) {
+          mounts.set(delayUs, await mountSlowFs(built.program, root, delayUs));
+        }
+        console.error(`FUSE cases on bench/slow_fs.c in ${root} (fsync ${[...mounts.keys()].join(", ")} us slower)`);
+      } catch (error) {
+        for (const mount of mounts.values()) await mount.stop();
+        mounts.clear();
+        console.error(`the FUSE cases (${fuseCases.join(", ")}) are skipped: ${(error as Error).message}`);
+      }
     }
-    if (!hasStrace()) {
-      for (const delayUs of groups.keys()) if (delayUs !== 0) groups.delete(delayUs);
+    // One child per implementation runs the undelayed cases; each device and delay needs its own.
+    const groups = new Map<string, { delayUs: number; parent: string; names: CaseName[] }>();
+    const strace = hasStrace();
+    for (const name of cases) {
+      const delayUs = straceDelay(name);
+      const mount = FUSE_CASES.has(name) ? mounts.get(CASES.get(name)!) : undefined;
+      if (FUSE_CASES.has(name) && mount === undefined) continue;
+      if (delayUs !== 0 && !strace) continue;
+      const key = mount === undefined ? `strace ${delayUs}` : `fuse ${CASES.get(name)}`;
+      const group = groups.get(key) ?? { delayUs, parent: mount?.dir ?? root, names: [] };
+      group.names.push(name);
+      groups.set(key, group);
+    }
+    if (!strace && cases.some((name) => straceDelay(name) !== 0)) {
       console.error("strace is not installed: the mid, fanout-mid and idle cases are skipped");
     }
     const results = new Map<string, Row[]>();
@@ -556,8 +724,8 @@ async function main(args: string[]): Promise<void> {
       const shift = Math.round(pass * impls.length / passes);
       for (const impl of [...impls.slice(shift), ...impls.slice(0, shift)]) {
         const completion = natives.has(impl) ? undefined : impl;
-        for (const [delayUs, names] of groups) {
-          const child = ["--child", impl, root, diskRoot, String(scale), names.join(",")];
+        for (const { delayUs, parent, names } of groups.values()) {
+          const child = ["--child", impl, parent, diskRoot, String(scale), names.join(",")];
           const stdout = await runSelf(child, completion, delayUs);
           const rows = stdout.trim().split("\n").map((line) => JSON.parse(line) as Row);
           for (const row of rows) {
@@ -569,15 +737,15 @@ async function main(args: string[]): Promise<void> {
       }
       for (const impl of floor === undefined ? [] : floors) {
         const rows: Row[] = [];
-        for (const names of groups.values()) {
+        for (const { parent, names } of groups.values()) {
           for (const name of names) {
-            const row = await runFloor(floor!, impl, name, root, diskRoot, scale);
+            const row = await runFloor(floor!, impl, name, parent, diskRoot, scale);
             if (row === undefined) continue;
             rows.push(row);
             results.set(`${name} ${impl}`, [...results.get(`${name} ${impl}`) ?? [], row]);
           }
         }
-        console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary(rows)}`);
+        if (rows.length > 0) console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary(rows)}`);
       }
     }
     const medians: Row[] = [];
@@ -615,6 +783,7 @@ async function main(args: string[]): Promise<void> {
       writeChart();
     }
   } finally {
+    for (const mount of mounts.values()) await mount.stop();
     fs.rmSync(root, { recursive: true, force: true });
     if (diskRoot !== root) fs.rmSync(diskRoot, { recursive: true, force: true });
   }
