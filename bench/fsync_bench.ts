@@ -7,7 +7,7 @@
  * deno run --allow-all bench/fsync_bench.ts
  * bun bench/fsync_bench.ts
  * BENCH_SCALE=0.1 BENCH_PASSES=5 bun bench/fsync_bench.ts   # or --scale=0.1 --passes=5
- * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only, no idle-fuse
+ * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only
  * bun bench/fsync_bench.ts --cases=mid,fanout-mid --impls=native,default
  * bun bench/fsync_bench.ts --cases=mid,mid-fuse,fanout-mid,fanout-mid-fuse --impls=native,default,c-sync
  * ```
@@ -32,8 +32,8 @@
  *   wide pool of threads should win.
  * - `idle` (needs strace): 32 files synced at once, each sync taking 1 s: the CPU a process
  *   spends while its syncs wait on a slow device.
- * - `mid-fuse`, `fanout-mid-fuse`, `idle-fuse` (need FUSE): `mid`, `fanout-mid` and `idle` with
- *   the same delays on a device slow by itself, no strace: a folder on a FUSE mount of
+ * - `mid-fuse`, `fanout-mid-fuse` (need FUSE): `mid` and `fanout-mid` with the same delay on a
+ *   device slow by itself, no strace: a folder on a FUSE mount of
  *   `bench/slow_fs.c`. strace stops the traced process in the tracer at every thread creation
  *   and every traced syscall, which bounds what a pool of threads can gain; here the process
  *   runs untraced and the FUSE daemon sleeps the delay in its fsync handler, then syncs its
@@ -46,7 +46,8 @@
  * cache, so each write reaches the daemon before it returns), and unmounts it at the end
  * (`fusermount3 -u`; the daemon also unmounts itself if the run dies). Without /dev/fuse
  * access (root, or a user /dev/fuse lets in), gcc or libfuse3-dev (Debian: `apt-get install
- * fuse3 libfuse3-dev`), the FUSE cases are skipped with one line saying why.
+ * fuse3 libfuse3-dev`, which the run does itself as root), the FUSE cases are skipped with one
+ * line saying why.
  *
  * Every row carries `cpu_percent`: CPU time of the process (user + system) over wall time, in
  * percent of one core, while the case ran (not strace's nor the FUSE daemon's).
@@ -90,8 +91,7 @@ type CaseName =
   | "mid-fuse"
   | "fanout-mid"
   | "fanout-mid-fuse"
-  | "idle"
-  | "idle-fuse";
+  | "idle";
 
 /** One measurement, as printed. */
 interface Row {
@@ -144,14 +144,12 @@ const CASES: ReadonlyMap<CaseName, number> = new Map<CaseName, number>([
   ["fanout-mid", 500],
   ["fanout-mid-fuse", 500],
   ["idle", 1_000_000],
-  ["idle-fuse", 1_000_000],
 ]);
 
 /** The cases run on a slow FUSE mount rather than under strace, each with the case it repeats. */
 const FUSE_CASES: ReadonlyMap<CaseName, CaseName> = new Map<CaseName, CaseName>([
   ["mid-fuse", "mid"],
   ["fanout-mid-fuse", "fanout-mid"],
-  ["idle-fuse", "idle"],
 ]);
 
 /** The microseconds strace adds to every fdatasync(2) in case `name` (0: no strace). */
@@ -318,7 +316,6 @@ const WORKLOADS: Readonly<Record<CaseName, (open: Opener, dir: string, scale: nu
   "idle": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale)),
   "mid-fuse": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
   "fanout-mid-fuse": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FANOUT_ROUNDS, scale)),
-  "idle-fuse": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale)),
 };
 
 /** Child process: measures one implementation in every case and prints a row per case. */
@@ -413,7 +410,6 @@ function floorArgs(name: CaseName, dir: string, diskDir: string, scale: number):
       return ["many", dir, String(IDLE_FILES), String(scaled(IDLE_ROUNDS, scale))];
     case "mid-fuse":
     case "fanout-mid-fuse":
-    case "idle-fuse":
       return floorArgs(FUSE_CASES.get(name)!, dir, diskDir, scale);
     case "concurrent-one-fd":
       return undefined;
@@ -470,6 +466,7 @@ function buildSlowFs(dir: string): { program: string } | { why: string } {
   if (!fs.existsSync("/dev/fuse")) return { why: "/dev/fuse does not exist" };
   const program = path.join(dir, "slow_fs");
   const source = path.join(path.dirname(script), "slow_fs.c");
+  if (!fs.existsSync("/usr/include/fuse3/fuse.h")) installFuse();
   const config = spawnSync("pkg-config", ["--cflags", "--libs", "fuse3"], { encoding: "utf8" });
   const flags = config.status === 0
     ? config.stdout.trim().split(/\s+/)
@@ -478,6 +475,23 @@ function buildSlowFs(dir: string): { program: string } | { why: string } {
   if (built.status === 0) return { program };
   if (built.error !== undefined) return { why: "gcc is not installed" };
   return { why: `bench/slow_fs.c does not build (libfuse3-dev?): ${built.stderr.trim().split("\n")[0]}` };
+}
+
+/**
+ * Installs Debian's `fuse3` and `libfuse3-dev` with apt-get when this process is root and
+ * apt-get exists (a fresh machine of this project's kind has neither package); else nothing.
+ */
+function installFuse(): void {
+  if (process.getuid?.() !== 0 || spawnSync("apt-get", ["--version"], { stdio: "ignore" }).status !== 0) return;
+  console.error("installing fuse3 and libfuse3-dev with apt-get for the FUSE cases");
+  const install = (): number | null =>
+    spawnSync("apt-get", ["install", "-y", "-qq", "fuse3", "libfuse3-dev"], {
+      stdio: "ignore",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    }).status;
+  if (install() === 0) return;
+  spawnSync("apt-get", ["update", "-qq"], { stdio: "ignore" });
+  install();
 }
 
 /** Whether `dir` is a mount point, as /proc/self/mountinfo lists them. */
@@ -680,9 +694,8 @@ async function main(args: string[]): Promise<void> {
     const impls = [...natives.keys(), ...COMPLETIONS].filter(wanted);
     const floors = [...FLOORS.keys()].filter(wanted);
     const floor = floors.length > 0 ? buildFloor(root) : undefined;
-    // --quick leaves out idle-fuse (it repeats idle, which Bun's own paths make take ~16 s each).
     const cases = [...CASES.keys()]
-      .filter((name) => onlyCases === undefined ? !(quick && name === "idle-fuse") : onlyCases.includes(name))
+      .filter((name) => onlyCases === undefined || onlyCases.includes(name))
       .filter((name) => disk !== undefined || !DISK_CASES.has(name));
     if (disk === undefined) console.error("no folder outside tmpfs was found: the -disk cases are skipped");
     else console.error(`disk cases in ${disk.dir} (${disk.type})`);
