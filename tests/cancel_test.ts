@@ -27,7 +27,7 @@ let rounds = 0;
  * reads), so that a request on another fd waits for a worker; then feeds the FIFOs and waits
  * for the reads.
  */
-async function withWorkersBusy(dir: string, body: () => Promise<void>): Promise<void> {
+async function withWorkersBusy(dir: string, body: () => void | Promise<void>): Promise<void> {
   const round = ++rounds;
   const pipes = Array.from({ length: settings.threads }, (_, i) => fifo(dir, `busy${round}.${i}`));
   const reads = pipes.map((pipe) => AioRequest.read(pipe.fd, new Uint8Array(1), 0));
@@ -49,7 +49,7 @@ test(
       const encoder = new TextEncoder();
       let first!: AioRequest;
       let second!: AioRequest;
-      await withWorkersBusy(dir, async () => {
+      await withWorkersBusy(dir, () => {
         first = AioRequest.write(fd, encoder.encode("one"), 0);
         second = AioRequest.write(fd, encoder.encode("two"), 3);
         assert.equal(first.error(), constants.EINPROGRESS, "waiting for a worker");
@@ -81,7 +81,7 @@ test(
       const { fd, file } = tempFile(dir, "data.bin");
       let written!: Promise<number>;
       let synced!: Promise<void>;
-      await withWorkersBusy(dir, async () => {
+      await withWorkersBusy(dir, () => {
         const controller = new AbortController();
         written = write(fd, new TextEncoder().encode("kept"), 0, { signal: controller.signal });
         synced = AioRequest.fsync(fd, "dsync").done.then(() => undefined);
@@ -103,7 +103,7 @@ test(
       const { fd, file } = tempFile(dir, "data.bin");
       using first = new Aiocb({ aio_fildes: fd, aio_buf: new TextEncoder().encode("abc") });
       using second = new Aiocb({ aio_fildes: fd, aio_buf: new TextEncoder().encode("def"), aio_offset: 3 });
-      await withWorkersBusy(dir, async () => {
+      await withWorkersBusy(dir, () => {
         assert.equal(aio_write(first), 0);
         assert.equal(aio_write(second), 0);
         assert.equal(aio_error(first), constants.EINPROGRESS, "waiting for a worker");
