@@ -288,6 +288,11 @@ const ENTRIES: readonly Entry[] = [
     launcher: (binary) => ["qemu-aarch64", "-L", AARCH64_SYSROOT, binary],
     // Deno's caches hold code compiled for a CPU: keep the aarch64 build's apart.
     env: { DENO_DIR: path.join(cache, "deno-dir-aarch64") },
+    // Out of the matrix for a while after three full runs in which one fd's requests were never
+    // run (EINPROGRESS for good). One way glibc leaves that state, its aio_cancel of the first
+    // request of an fd's queue before a worker took it, is now avoided in both layers
+    // (features.cancel_strands_followers, tests/cancel_test.ts). Under `deno test` glibc's AIO
+    // workers inherit the name of the test's thread, "tokio-runtime-w".
   },
 ];
 
