@@ -201,6 +201,16 @@ export interface Features {
    * the write before submitting the sync.
    */
   readonly fsync_after_queued_writes: boolean;
+  /**
+   * `aio_cancel` of one request strands the requests queued behind it on its fd when it was
+   * first in the fd's queue and not yet started (glibc `rt/aio_misc.c`, every version to date:
+   * `__aio_remove_request` marks the next request runnable but never puts it on the run list, so
+   * no worker ever takes it, nor any later request on that fd number, even after the fd is closed
+   * and the number reused: all stay `EINPROGRESS` for ever). Where `true`, both layers cancel a
+   * single request only when no other request of its fd may follow it in libc, and otherwise
+   * report it as not canceled (it runs and settles as usual).
+   */
+  readonly cancel_strands_followers: boolean;
 }
 
 /**
@@ -424,6 +434,7 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
     requeue_on_eagain: false,
     lio_listio: { queues: "not-nop", on_refusal: "continue", sigevent: "copied" },
     fsync_after_queued_writes: true,
+    cancel_strands_followers: true,
   },
 };
 
@@ -448,6 +459,7 @@ const LINUX_X86_64_MUSL: TargetAbi = {
     requeue_on_eagain: false,
     lio_listio: { queues: "read-write", on_refusal: "stop", sigevent: "kept" },
     fsync_after_queued_writes: true,
+    cancel_strands_followers: false,
   },
 };
 
@@ -513,6 +525,7 @@ const DARWIN: TargetAbi = {
     // queues LIO_NOP entries too, goes on past the per-process limit, and copies the sigevent.
     lio_listio: { queues: "all", on_refusal: "continue", sigevent: "copied" },
     fsync_after_queued_writes: false,
+    cancel_strands_followers: false,
   },
 };
 

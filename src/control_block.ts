@@ -82,6 +82,10 @@ export function writeSigevent(
 const pools = new Map<number, SlotPool>();
 let inFlight = 0;
 let allocated = 0;
+/** Requests in flight per fd, over both layers (see `mayBeFollowed()`). */
+const inFlightByFd = new Map<number, Set<ControlBlock>>();
+/** Submissions so far: each request in flight knows its place. */
+let submissions = 0;
 
 /** Requests in flight and control blocks not yet freed, over both layers. */
 export function blockStats(): { pending: number; allocated: number } {
@@ -105,6 +109,10 @@ export class ControlBlock {
   /** Off-thread calls whose native list holds the struct's address. */
   #pins = 0;
   #retired = false;
+  /** While in flight: its fd, its place among all submissions, and its `aio_reqprio`. */
+  #fd = -1;
+  #submission = 0;
+  #priority = 0;
 
   /**
    * A zeroed control block with `sigev_notify = SIGEV_NONE`.
@@ -319,6 +327,20 @@ export class ControlBlock {
     if (this.#retired) this.#release();
   }
 
+  /**
+   * Whether libc may run another request of this block's fd after this one, which is in
+   * flight: one submitted later, or one submitted earlier with a larger `aio_reqprio` (libc
+   * queues an fd's requests by priority). Requests final in libc that nobody checked yet count
+   * too. See `Features.cancel_strands_followers`.
+   */
+  mayBeFollowed(): boolean {
+    if (this.#state !== "pending") return false;
+    for (const other of inFlightByFd.get(this.#fd) ?? []) {
+      if (other !== this && (other.#submission > this.#submission || other.#priority > this.#priority)) return true;
+    }
+    return false;
+  }
+
   /** Marks the result taken by the caller (posix `aio_return`). */
   collect(): void {
     if (this.#state === "complete") this.#state = "collected";
@@ -413,6 +435,13 @@ export class ControlBlock {
     this.#truncated = false;
     this.#refused = false;
     inFlight++;
+    // Read back: glibc sets aio_reqprio of a sync to 0.
+    this.#fd = this.get("aio_fildes");
+    this.#priority = this.get("aio_reqprio");
+    this.#submission = ++submissions;
+    let queue = inFlightByFd.get(this.#fd);
+    if (queue === undefined) inFlightByFd.set(this.#fd, queue = new Set());
+    queue.add(this);
   }
 
   #finish(error: number, result: number): void {
@@ -420,6 +449,9 @@ export class ControlBlock {
     this.#error = error;
     this.#result = result;
     inFlight--;
+    const queue = inFlightByFd.get(this.#fd)!;
+    queue.delete(this);
+    if (queue.size === 0) inFlightByFd.delete(this.#fd);
     const target = this.#readInto;
     if (target !== null && result > 0) {
       // A destination detached meanwhile has no memory left to copy into.
