@@ -305,6 +305,18 @@ async function manyFiles(open: Opener, dir: string, count: number, rounds: numbe
   }
 }
 
+/** The row of one measurement: µs per operation and CPU share, rounded as printed. */
+function toRow(name: CaseName, impl: string, { ops, ms, cpuMs }: Measure): Row {
+  return {
+    runtime,
+    case: name,
+    impl,
+    ops,
+    us_per_op: Math.round(ms * 1000 / ops * 100) / 100,
+    cpu_percent: Math.round(cpuMs / ms * 1000) / 10,
+  };
+}
+
 /** The workload of each case. */
 const WORKLOADS: Readonly<Record<CaseName, (open: Opener, dir: string, scale: number) => Promise<Measure>>> = {
   "seq": (open, dir, scale) => seq(open, dir, scaled(SEQ_OPS, scale)),
@@ -339,16 +351,8 @@ async function measure(
   const diskDir = fs.mkdtempSync(path.join(diskParent, `${impl}-`));
   try {
     for (const name of cases) {
-      const { ops, ms, cpuMs } = await WORKLOADS[name](open, DISK_CASES.has(name) ? diskDir : dir, scale);
-      const row: Row = {
-        runtime,
-        case: name,
-        impl,
-        ops,
-        us_per_op: Math.round(ms * 1000 / ops * 100) / 100,
-        cpu_percent: Math.round(cpuMs / ms * 1000) / 10,
-      };
-      console.log(JSON.stringify(row));
+      const measured = await WORKLOADS[name](open, DISK_CASES.has(name) ? diskDir : dir, scale);
+      console.log(JSON.stringify(toRow(name, impl, measured)));
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -434,15 +438,7 @@ async function runFloor(
     const rest = floorArgs(name, dir, diskDir, scale);
     if (rest === undefined) return undefined;
     const stdout = await runCommand([...straced(straceDelay(name)), program, FLOORS.get(impl)!, ...rest]);
-    const { ops, ms, cpuMs } = JSON.parse(stdout) as Measure;
-    return {
-      runtime,
-      case: name,
-      impl,
-      ops,
-      us_per_op: Math.round(ms * 1000 / ops * 100) / 100,
-      cpu_percent: Math.round(cpuMs / ms * 1000) / 10,
-    };
+    return toRow(name, impl, JSON.parse(stdout) as Measure);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(diskDir, { recursive: true, force: true });
