@@ -108,6 +108,10 @@ export function tempFile(dir: string, name = "data.bin", contents?: Uint8Array |
  * A FIFO opened read-write with nothing written: a read on it stays pending until `feed`
  * writes, which makes a deterministic pending request. glibc runs the requests of one fd in
  * order, so everything submitted on this fd after that read waits behind it, not started.
+ *
+ * `close()` throws if a thread is still blocked reading the FIFO (a test that ends with a read
+ * in flight), after feeding it: closing would not end that read, and glibc, which keys its
+ * queues by fd number, would hold every later request on the reused number behind it for ever.
  */
 export function fifo(dir: string, name = "fifo"): { fd: number; feed: (bytes: string) => void; close: () => void } {
   const file = path.join(dir, name);
@@ -116,7 +120,13 @@ export function fifo(dir: string, name = "fifo"): { fd: number; feed: (bytes: st
   return {
     fd,
     feed: (bytes) => fs.writeSync(fd, bytes),
-    close: () => fs.closeSync(fd),
+    close: () => {
+      const reader = readerThread(fd);
+      if (reader === undefined) return fs.closeSync(fd);
+      fs.writeSync(fd, "\0".repeat(64));
+      fs.closeSync(fd);
+      throw new Error(`FIFO ${name} (fd ${fd}) closed while thread ${reader} was still reading it`);
+    },
   };
 }
 
