@@ -202,6 +202,15 @@ export interface Features {
    */
   readonly fsync_after_queued_writes: boolean;
   /**
+   * One fd's requests run one at a time, in submission order, each only once the one before it
+   * has finished (glibc: the fd's queue in `sysdeps/pthread/aio_misc.c`, run by one worker).
+   * The log then queues a batch's write and sync behind the sync of the batch before it, so
+   * the device goes on to the next batch as that sync returns, with no round trip through the
+   * JavaScript thread. `false` on musl (a thread per request: two writes of one fd may run at
+   * once) and macOS.
+   */
+  readonly fd_requests_in_order: boolean;
+  /**
    * `aio_cancel` of one request strands the requests queued behind it on its fd when it was
    * first in the fd's queue and not yet started (glibc `rt/aio_misc.c`, every version to date:
    * `__aio_remove_request` marks the next request runnable but never puts it on the run list, so
@@ -434,6 +443,7 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
     requeue_on_eagain: false,
     lio_listio: { queues: "not-nop", on_refusal: "continue", sigevent: "copied" },
     fsync_after_queued_writes: true,
+    fd_requests_in_order: true,
     cancel_strands_followers: true,
   },
 };
@@ -459,6 +469,7 @@ const LINUX_X86_64_MUSL: TargetAbi = {
     requeue_on_eagain: false,
     lio_listio: { queues: "read-write", on_refusal: "stop", sigevent: "kept" },
     fsync_after_queued_writes: true,
+    fd_requests_in_order: false,
     cancel_strands_followers: false,
   },
 };
@@ -525,6 +536,7 @@ const DARWIN: TargetAbi = {
     // queues LIO_NOP entries too, goes on past the per-process limit, and copies the sigevent.
     lio_listio: { queues: "all", on_refusal: "continue", sigevent: "copied" },
     fsync_after_queued_writes: false,
+    fd_requests_in_order: false,
     cancel_strands_followers: false,
   },
 };

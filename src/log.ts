@@ -1,17 +1,18 @@
 /**
  * `openLog()`: an append-only log with group commit, and `readLog()` to read its records back.
  *
- * Appends wait in a queue. One batch at a time is made durable: every record queued is copied
+ * Appends wait in a queue. Each batch is made durable in one go: every record queued is copied
  * into one buffer, written with one `aio_write` at the end of the file (a short write is
  * continued), and made durable with one `fdatasync` (through `fdatasync()`, so on macOS with
  * `F_FULLFSYNC`); then every caller of the batch resolves. Where libc runs an `aio_fsync` only
  * after the writes queued before it on the fd (glibc, musl), the sync is submitted right after
  * the write, without waiting for it; elsewhere (macOS) once the write is done. Appends arriving
  * meanwhile form the next batch; when a batch ends with fewer records queued than it held, the
- * next one waits a little for its callers to append again (commit delay, see `#linger`). The
- * first failed write or sync is final: that batch, everything queued and every later append
- * reject with it until the log is reopened (after a failed write-back Linux may drop the dirty
- * pages, and a later sync would succeed with the data gone).
+ * next one waits a little for its callers to append again (commit delay, see `#linger`). Where
+ * libc runs one fd's requests in order (glibc), the next batch may go in behind the sync still
+ * running (see `#flushAhead`). The first failed write or sync is final: that batch, everything
+ * queued and every later append reject with it until the log is reopened (after a failed
+ * write-back Linux may drop the dirty pages, and a later sync would succeed with the data gone).
  *
  * @module
  */
@@ -73,6 +74,8 @@ class Log implements AioLog {
   readonly #fullSync: boolean;
   /** Write and sync submitted back to back (`features.fsync_after_queued_writes`). */
   readonly #pipelined: boolean;
+  /** A batch may be queued behind the previous batch's sync (`features.fd_requests_in_order`). */
+  readonly #ahead: boolean;
   #position: number;
   #queue: Entry[] = [];
   #flushing: Promise<void> | undefined;
@@ -91,7 +94,10 @@ class Log implements AioLog {
     this.#position = position;
     this.#fullSync = fullSync;
     // The platform the syncs follow: the C library's, or Darwin's table in the Darwin harness.
-    this.#pipelined = followedPlatform().abi.features.fsync_after_queued_writes;
+    const { features, full_sync } = followedPlatform().abi;
+    this.#pipelined = features.fsync_after_queued_writes;
+    // Its syncs are plain `aio_fsync`s: not where a full-sync step must follow each.
+    this.#ahead = features.fd_requests_in_order && (full_sync === null || !fullSync);
   }
 
   append(data: Uint8Array | string): Promise<void> {
@@ -117,6 +123,13 @@ class Log implements AioLog {
   }
 
   async #flush(): Promise<void> {
+    if (this.#ahead) await this.#flushAhead();
+    else await this.#flushInTurn();
+    this.#flushing = undefined;
+  }
+
+  /** One batch at a time: the next is written once the one before it is durable. */
+  async #flushInTurn(): Promise<void> {
     while (this.#queue.length > 0) {
       await this.#linger();
       const began = performance.now();
@@ -131,18 +144,123 @@ class Log implements AioLog {
         }
         this.#position += buffer.length;
       } catch (error) {
-        this.#failure = toAioError(error, "write", this.path, this.#fd);
-        for (const entry of batch) entry.reject(this.#failure);
-        for (const entry of this.#queue) entry.reject(this.#failure);
-        this.#queue = [];
+        this.#fail(batch, error);
         break;
       }
-      for (const entry of batch) entry.resolve();
-      this.#lastSize = batch.length;
-      this.#lastEnd = performance.now();
-      this.#lastCycle = this.#lastEnd - began;
+      this.#settled(batch, began);
     }
-    this.#flushing = undefined;
+  }
+
+  /**
+   * Where libc runs one fd's requests in order (glibc), a batch is queued behind the sync of the
+   * batch before it once that batch's write is done in full and as many records are queued as
+   * the last batch made durable (the callers of that batch appending again): libc starts its
+   * write as the sync before it returns, with no round trip through the JavaScript thread, and
+   * the device never waits for the event loop. At most two batches are in libc at once; each
+   * resolves only after the one before it, and a failure of one rejects every later one.
+   */
+  async #flushAhead(): Promise<void> {
+    /** The batch before `last`, and the last batch submitted: settled once their callers are. */
+    let before: Promise<void> = Promise.resolve();
+    let last: { settled: Promise<void>; done: boolean } | undefined;
+    for (;;) {
+      const inFlight = last !== undefined && !last.done;
+      if (
+        inFlight && this.#failure === undefined
+        && this.#queue.length < Math.max(1, this.#lastSize)
+      ) {
+        await this.#lingerAhead(last!.settled);
+        continue;
+      }
+      if (this.#failure !== undefined || this.#queue.length === 0) break;
+      if (!inFlight) await this.#linger();
+      // The batch two back has left libc (the last one's write ran after its sync); its callers
+      // settle before a third batch goes in.
+      await before;
+      if (this.#failure !== undefined) break;
+      const batch = this.#queue;
+      this.#queue = [];
+      const commit = this.#commit(batch, last?.settled);
+      const current = { settled: commit.settled, done: false };
+      commit.settled.then(() => current.done = true);
+      before = last?.settled ?? before;
+      last = current;
+      // The next batch goes only after this one's bytes are all in the file; after a failed
+      // write, only once the failure is the log's.
+      if (!await commit.written.then(() => true, () => false)) await commit.settled;
+    }
+    await last?.settled;
+  }
+
+  /**
+   * Submits `batch`'s write and sync; `written` resolves once its bytes are all in the file (a
+   * short write continued), or rejects if the write failed. `settled` resolves once the callers
+   * of the batch were resolved or rejected, after those of `previous`.
+   */
+  #commit(batch: Entry[], previous: Promise<void> | undefined): { written: Promise<void>; settled: Promise<void> } {
+    const began = performance.now();
+    const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
+    const position = this.#position;
+    const write = submitted(() => AioRequest.write(this.#fd, buffer, position));
+    const sync = submitted(() => AioRequest.fsync(this.#fd, "dsync"));
+    const written = (async (): Promise<boolean> => {
+      const done = await write;
+      if (done <= 0 && buffer.length > 0) {
+        // A regular file never takes 0 bytes of a non-empty write (as writeAll()).
+        throw new AioError(native().abi.constants.EIO, "write", { fd: this.#fd });
+      }
+      if (done < buffer.length) await writeAll(this.#fd, buffer.subarray(done), position + done);
+      this.#position = position + buffer.length;
+      return done < buffer.length;
+    })();
+    const settled = (async (): Promise<void> => {
+      let failure: { error: unknown } | undefined;
+      const [continued, synced] = await Promise.allSettled([written, sync]);
+      if (continued.status === "rejected") failure = { error: continued.reason };
+      else if (synced.status === "rejected") failure = { error: synced.reason };
+      else if (continued.value) {
+        // The continued part of a short write came after the sync: sync again.
+        await AioRequest.fsync(this.#fd, "dsync").done.catch((error) => failure = { error });
+      }
+      await previous;
+      if (this.#failure !== undefined) { for (const entry of batch) entry.reject(this.#failure); }
+      else if (failure !== undefined) this.#fail(batch, failure.error);
+      else this.#settled(batch, began);
+    })();
+    return { written: written.then(() => {}), settled };
+  }
+
+  /** The first failure: final for the log; rejects `batch` and everything queued. */
+  #fail(batch: readonly Entry[], error: unknown): void {
+    this.#failure = toAioError(error, "write", this.path, this.#fd);
+    for (const entry of batch) entry.reject(this.#failure);
+    for (const entry of this.#queue) entry.reject(this.#failure);
+    this.#queue = [];
+    this.#stopLinger?.();
+  }
+
+  /** Resolves the callers of `batch`, made durable, and keeps its size and time for `#linger`. */
+  #settled(batch: readonly Entry[], began: number): void {
+    for (const entry of batch) entry.resolve();
+    this.#lastSize = batch.length;
+    this.#lastEnd = performance.now();
+    this.#lastCycle = this.#lastEnd - began;
+  }
+
+  /**
+   * While a batch is in libc: waits until as many records are queued as the last batch made
+   * durable, or until that batch settled.
+   */
+  async #lingerAhead(settled: Promise<void>): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        if (this.#stopLinger !== stop) return;
+        this.#stopLinger = undefined;
+        resolve();
+      };
+      this.#stopLinger = stop;
+      settled.then(stop);
+    });
   }
 
   /**
@@ -205,6 +323,15 @@ class Log implements AioLog {
   }
 }
 
+/** The outcome of the request `submit` makes: a rejection if libc refused it at once. */
+function submitted(submit: () => AioRequest): Promise<number> {
+  try {
+    return submit().done;
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
 function concat(entries: readonly Entry[]): Uint8Array {
   let length = 0;
   for (const entry of entries) length += entry.bytes.length;
@@ -229,8 +356,8 @@ function concat(entries: readonly Entry[]): Uint8Array {
  * file's directory is synced before the log resolves (whoever created the file may not have
  * done it), so the file's name survives a power cut as the records do.
  *
- * A crash can leave the end of the file torn: records of the last batch whole, one cut short,
- * or missing (none of them was acknowledged). Read records back with `readLog()`, which stops
+ * A crash can leave the end of the file torn: records of the last batch (or two, where the next
+ * was queued behind the sync) whole, one cut short, or missing (none of them was acknowledged). Read records back with `readLog()`, which stops
  * at the first incomplete one. Give `options.separator` to have the log cut such a torn record
  * off when it opens the file (else new records would be appended right after its bytes).
  *

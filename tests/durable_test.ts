@@ -328,6 +328,56 @@ for (
 }
 
 test(
+  "a batch appended while the sync before it is held, then fails: it rejects with that failure, even where its own sync succeeded",
+  async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, "log");
+      const { result, calls } = await traced("durable_log.ts", [
+        "-P",
+        file,
+        "-e",
+        "trace=pwrite64,write,fdatasync",
+        "-e",
+        // The first batch's sync is held 1.5 s, then fails: the second batch is appended meanwhile.
+        "inject=fdatasync:error=EIO:delay_enter=1500000:when=1",
+      ], ["ahead", dir]);
+      assert.equal(result.status, 0, result.stderr);
+      const report = lastJson<Record<string, unknown>>(result);
+      const ahead = native().abi.features.fd_requests_in_order;
+      const first = "<a-0;><a-1;><a-2;><a-3;><a-4;><a-5;><a-6;><a-7;><a-8;><a-9;>";
+      const second = first.replaceAll("a-", "b-");
+      assert.deepEqual(report, {
+        // In order (glibc): the second batch went in behind the held sync, its write and its sync.
+        inLibc: ahead ? 3 : 1,
+        failure: "EIO:fdatasync",
+        sameError: true,
+        laterSame: true,
+        content: ahead ? first + second : first,
+        pending: 0,
+        allocated: 0,
+      });
+      const seen = calls.map((call) => `${call.name === "write" ? "pwrite64" : call.name} = ${call.ret}`);
+      assert.deepEqual(
+        seen,
+        ahead
+          ? [
+            "pwrite64 = 60",
+            "fdatasync = -1 EIO (Input/output error) (INJECTED) (DELAYED)",
+            "pwrite64 = 60",
+            "fdatasync = 0",
+          ]
+          : ["pwrite64 = 60", "fdatasync = -1 EIO (Input/output error) (INJECTED) (DELAYED)"],
+        "libc ran the second batch after the failed sync, and its sync succeeded, yet it rejected",
+      );
+    });
+  },
+  {
+    skip: skip
+      || (target.libc === "musl" ? "strace counts when=1 per thread; musl runs each request on a new thread" : false),
+  },
+);
+
+test(
   "openLog(): a short batch write is continued, then synced again, before the batch resolves",
   async () => {
     await withDir(async (dir) => {
