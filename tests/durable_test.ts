@@ -16,7 +16,18 @@ import { pathToFileURL } from "node:url";
 import { AioError, fdatasync, fsync, open, openLog, readLog, syncDir, target, writeFileAtomic } from "../mod.ts";
 import { native } from "../src/target.ts";
 import { test } from "./harness.ts";
-import { hasProgram, lastJson, quiescent, root, run, runtimeCommand, tempDir, withDir, within } from "./helpers.ts";
+import {
+  emulator,
+  hasProgram,
+  lastJson,
+  quiescent,
+  root,
+  run,
+  runtimeCommand,
+  tempDir,
+  withDir,
+  within,
+} from "./helpers.ts";
 
 const skip = hasProgram("strace") ? false : "strace is not installed";
 const decoder = new TextDecoder();
@@ -193,7 +204,14 @@ test(
       );
     });
   },
-  { skip },
+  {
+    // Measured under qemu-aarch64 (Deno), the old log and the new alike: 19-20 syncs, the writers'
+    // next appends come back later than the commit delay's bound (2 ms).
+    skip: skip
+      || (emulator === undefined
+        ? false
+        : `under ${emulator} the writers come back later than the commit delay's 2 ms`),
+  },
 );
 
 test("writeFileAtomic: write, fdatasync, rename, then fsync of the directory, before it resolves", async () => {
