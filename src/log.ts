@@ -95,9 +95,10 @@ class Log implements AioLog {
     this.#fullSync = fullSync;
     // The platform the syncs follow: the C library's, or Darwin's table in the Darwin harness.
     const { features, full_sync } = followedPlatform().abi;
-    this.#pipelined = features.fsync_after_queued_writes;
-    // Its syncs are plain `aio_fsync`s: not where a full-sync step must follow each.
-    this.#ahead = features.fd_requests_in_order && (full_sync === null || !fullSync);
+    // Their syncs are plain `aio_fsync`s: not where a full-sync step must follow each.
+    const plain = full_sync === null || !fullSync;
+    this.#pipelined = features.fsync_after_queued_writes && plain;
+    this.#ahead = features.fd_requests_in_order && plain;
   }
 
   append(data: Uint8Array | string): Promise<void> {
@@ -130,18 +131,19 @@ class Log implements AioLog {
 
   /** One batch at a time: the next is written once the one before it is durable. */
   async #flushInTurn(): Promise<void> {
-    while (this.#queue.length > 0) {
+    while (this.#queue.length > 0 && this.#failure === undefined) {
       await this.#linger();
-      const began = performance.now();
       const batch = this.#queue;
       this.#queue = [];
+      if (this.#pipelined) {
+        await this.#commit(batch, undefined).settled;
+        continue;
+      }
+      const began = performance.now();
       const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
       try {
-        if (this.#pipelined) await this.#writeAndSync(buffer);
-        else {
-          await writeAll(this.#fd, buffer, this.#position);
-          await fdatasync(this.#fd, { fullSync: this.#fullSync });
-        }
+        await writeAll(this.#fd, buffer, this.#position);
+        await fdatasync(this.#fd, { fullSync: this.#fullSync });
         this.#position += buffer.length;
       } catch (error) {
         this.#fail(batch, error);
@@ -187,23 +189,28 @@ class Log implements AioLog {
       last = current;
       // The next batch goes only after this one's bytes are all in the file; after a failed
       // write, only once the failure is the log's.
-      if (!await commit.written.then(() => true, () => false)) await commit.settled;
+      if (!await commit.written) await commit.settled;
     }
     await last?.settled;
   }
 
   /**
-   * Submits `batch`'s write and sync; `written` resolves once its bytes are all in the file (a
-   * short write continued), or rejects if the write failed. `settled` resolves once the callers
-   * of the batch were resolved or rejected, after those of `previous`.
+   * Submits `batch`'s `aio_write` and its `aio_fsync(O_DSYNC)` back to back: libc runs the sync
+   * only after the write (`features.fsync_after_queued_writes`), so the sync covers it, and
+   * libc's worker starts it as the write returns, with no round trip through the JavaScript
+   * thread between them. `written` resolves with `true` once the batch's bytes are all in the
+   * file (a short write continued, then synced again), with `false` if the write failed. `settled` resolves
+   * once the callers of the batch were resolved or rejected (the write's failure first, then
+   * the sync's), after those of `previous`.
    */
-  #commit(batch: Entry[], previous: Promise<void> | undefined): { written: Promise<void>; settled: Promise<void> } {
+  #commit(batch: Entry[], previous: Promise<void> | undefined): { written: Promise<boolean>; settled: Promise<void> } {
     const began = performance.now();
     const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
     const position = this.#position;
     const write = submitted(() => AioRequest.write(this.#fd, buffer, position));
     const sync = submitted(() => AioRequest.fsync(this.#fd, "dsync"));
-    const written = (async (): Promise<boolean> => {
+    /** Whether the write came short and was continued. */
+    const writing = (async (): Promise<boolean> => {
       const done = await write;
       if (done <= 0 && buffer.length > 0) {
         // A regular file never takes 0 bytes of a non-empty write (as writeAll()).
@@ -215,7 +222,7 @@ class Log implements AioLog {
     })();
     const settled = (async (): Promise<void> => {
       let failure: { error: unknown } | undefined;
-      const [continued, synced] = await Promise.allSettled([written, sync]);
+      const [continued, synced] = await Promise.allSettled([writing, sync]);
       if (continued.status === "rejected") failure = { error: continued.reason };
       else if (synced.status === "rejected") failure = { error: synced.reason };
       else if (continued.value) {
@@ -227,7 +234,7 @@ class Log implements AioLog {
       else if (failure !== undefined) this.#fail(batch, failure.error);
       else this.#settled(batch, began);
     })();
-    return { written: written.then(() => {}), settled };
+    return { written: writing.then(() => true, () => false), settled };
   }
 
   /** The first failure: final for the log; rejects `batch` and everything queued. */
@@ -285,30 +292,6 @@ class Log implements AioLog {
         resolve();
       };
     });
-  }
-
-  /**
-   * Submits the batch's `aio_write` and its `aio_fsync(O_DSYNC)` back to back: libc runs the
-   * sync only after the write (`features.fsync_after_queued_writes`), so the sync covers it, and
-   * libc's worker starts it as the write returns, with no round trip through the JavaScript
-   * thread between them. Settles once both did: the write's failure
-   * first, then the sync's. A short write is continued, then synced again.
-   */
-  async #writeAndSync(buffer: Uint8Array): Promise<void> {
-    const write = AioRequest.write(this.#fd, buffer, this.#position).done;
-    const sync = fdatasync(this.#fd, { fullSync: this.#fullSync });
-    const [written, synced] = await Promise.allSettled([write, sync]);
-    if (written.status === "rejected") throw written.reason;
-    if (synced.status === "rejected") throw synced.reason;
-    const done = written.value;
-    if (done <= 0 && buffer.length > 0) {
-      // A regular file never takes 0 bytes of a non-empty write (as writeAll()).
-      throw new AioError(native().abi.constants.EIO, "write", { fd: this.#fd });
-    }
-    if (done < buffer.length) {
-      await writeAll(this.#fd, buffer.subarray(done), this.#position + done);
-      await fdatasync(this.#fd, { fullSync: this.#fullSync });
-    }
   }
 
   close(): Promise<void> {
