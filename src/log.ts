@@ -199,9 +199,9 @@ class Log implements AioLog {
    * only after the write (`features.fsync_after_queued_writes`), so the sync covers it, and
    * libc's worker starts it as the write returns, with no round trip through the JavaScript
    * thread between them. `written` resolves with `true` once the batch's bytes are all in the
-   * file (a short write continued, then synced again), with `false` if the write failed. `settled` resolves
-   * once the callers of the batch were resolved or rejected (the write's failure first, then
-   * the sync's), after those of `previous`.
+   * file (a short write continued, then synced again), with `false` if the write failed.
+   * `settled` resolves once the callers of the batch were resolved or rejected (the write's
+   * failure first, then the sync's), after those of `previous`.
    */
   #commit(batch: Entry[], previous: Promise<void> | undefined): { written: Promise<boolean>; settled: Promise<void> } {
     const began = performance.now();
