@@ -21,7 +21,7 @@ import { syncDir } from "./atomic.ts";
 import { AioError } from "./errors.ts";
 import { type AioFile, open, writeAll } from "./file.ts";
 import { closeFd, O, openFd, statFd, toAioError, toData, toMode, toPath, truncateFd } from "./fs.ts";
-import { AioRequest } from "./requests.ts";
+import { AioRequest, submitWith, write } from "./requests.ts";
 import { fdatasync, followedPlatform, toFullSync } from "./sync.ts";
 import { native } from "./target.ts";
 import { describe, toOptions } from "./validate.ts";
@@ -207,11 +207,13 @@ class Log implements AioLog {
     const began = performance.now();
     const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
     const position = this.#position;
-    const write = submitted(() => AioRequest.write(this.#fd, buffer, position));
-    const sync = submitted(() => AioRequest.fsync(this.#fd, "dsync"));
+    const wrote = write(this.#fd, buffer, position);
+    // Not through fdatasync(), which holds a sync back while another of the fd is in flight.
+    const datasync = (): Promise<number> => submitWith(undefined, () => AioRequest.fsync(this.#fd, "dsync"));
+    const sync = datasync();
     /** Whether the write came short and was continued. */
     const writing = (async (): Promise<boolean> => {
-      const done = await write;
+      const done = await wrote;
       if (done <= 0 && buffer.length > 0) {
         // A regular file never takes 0 bytes of a non-empty write (as writeAll()).
         throw new AioError(native().abi.constants.EIO, "write", { fd: this.#fd });
@@ -227,7 +229,7 @@ class Log implements AioLog {
       else if (synced.status === "rejected") failure = { error: synced.reason };
       else if (continued.value) {
         // The continued part of a short write came after the sync: sync again.
-        await AioRequest.fsync(this.#fd, "dsync").done.catch((error) => failure = { error });
+        await datasync().catch((error) => failure = { error });
       }
       await previous;
       if (this.#failure !== undefined) { for (const entry of batch) entry.reject(this.#failure); }
@@ -303,15 +305,6 @@ class Log implements AioLog {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-}
-
-/** The outcome of the request `submit` makes: a rejection if libc refused it at once. */
-function submitted(submit: () => AioRequest): Promise<number> {
-  try {
-    return submit().done;
-  } catch (error) {
-    return Promise.reject(error);
   }
 }
 

@@ -297,7 +297,11 @@ export function follow(request: AioRequest, signal: AbortSignal | undefined): Pr
   });
 }
 
-function submitWith(
+/**
+ * The outcome of the request `submit` makes, followed with `options.signal`: a rejection, never
+ * a throw, for bad options or a request libc refused at once.
+ */
+export function submitWith(
   options: unknown,
   submit: () => AioRequest,
 ): Promise<number> {
