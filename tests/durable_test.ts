@@ -100,6 +100,19 @@ async function traced(name: string, options: string[], args: string[]) {
   }
 }
 
+/**
+ * The log fixture in `mode` (tests/fixtures/durable_log.ts) under strace, writes and syncs of its
+ * file traced, `inject` (an strace injection) applied to them.
+ */
+function tracedLog(dir: string, mode: string, inject: string): ReturnType<typeof traced> {
+  const options = ["-P", path.join(dir, "log"), "-e", "trace=pwrite64,write,fdatasync", "-e", `inject=${inject}`];
+  return traced("durable_log.ts", options, [mode, dir]);
+}
+
+/** Skips a test whose strace injection counts calls (`when=1`): strace counts them per thread. */
+const countsCalls = skip
+  || (target.libc === "musl" ? "strace counts when=1 per thread; musl runs each request on a new thread" : false);
+
 const outcome = (promise: Promise<unknown>): Promise<unknown> => promise.then(() => "resolved", (error) => error);
 
 async function rejectsWith(
@@ -275,16 +288,9 @@ for (
     }: every caller of the batch and every later append reject with it`,
     async () => {
       await withDir(async (dir) => {
-        const file = path.join(dir, "log");
-        const { result, calls } = await traced("durable_log.ts", [
-          "-P",
-          file,
-          "-e",
-          "trace=pwrite64,write,fdatasync",
-          "-e",
-          // A failing write returns late, so the sync submitted right behind it is surely queued.
-          `inject=${injected}:error=${error}${syscall === "write" ? ":delay_exit=100000" : ""}`,
-        ], ["fault", dir]);
+        // A failing write returns late, so the sync submitted right behind it is surely queued.
+        const late = syscall === "write" ? ":delay_exit=100000" : "";
+        const { result, calls } = await tracedLog(dir, "fault", `${injected}:error=${error}${late}`);
         assert.equal(result.status, 0, result.stderr);
         const operation = syscall;
         assert.deepEqual(lastJson(result), {
@@ -349,16 +355,8 @@ test(
   "a batch appended while the sync before it is held, then fails: it rejects with that failure, even where its own sync succeeded",
   async () => {
     await withDir(async (dir) => {
-      const file = path.join(dir, "log");
-      const { result, calls } = await traced("durable_log.ts", [
-        "-P",
-        file,
-        "-e",
-        "trace=pwrite64,write,fdatasync",
-        "-e",
-        // The first batch's sync is held 1.5 s, then fails: the second batch is appended meanwhile.
-        "inject=fdatasync:error=EIO:delay_enter=1500000:when=1",
-      ], ["ahead", dir]);
+      // The first batch's sync is held 1.5 s, then fails: the second batch is appended meanwhile.
+      const { result, calls } = await tracedLog(dir, "ahead", "fdatasync:error=EIO:delay_enter=1500000:when=1");
       assert.equal(result.status, 0, result.stderr);
       const report = lastJson<Record<string, unknown>>(result);
       const ahead = native().abi.features.fd_requests_in_order;
@@ -389,25 +387,14 @@ test(
       );
     });
   },
-  {
-    skip: skip
-      || (target.libc === "musl" ? "strace counts when=1 per thread; musl runs each request on a new thread" : false),
-  },
+  { skip: countsCalls },
 );
 
 test(
   "openLog(): a short batch write is continued, then synced again, before the batch resolves",
   async () => {
     await withDir(async (dir) => {
-      const file = path.join(dir, "log");
-      const { result, calls } = await traced("durable_log.ts", [
-        "-P",
-        file,
-        "-e",
-        "trace=pwrite64,write,fdatasync",
-        "-e",
-        "inject=pwrite64:retval=3:when=1",
-      ], ["short", dir]);
+      const { result, calls } = await tracedLog(dir, "short", "pwrite64:retval=3:when=1");
       assert.equal(result.status, 0, result.stderr);
       const report = lastJson<{ outcomes: string[]; content: string; records: string; pending: number }>(result);
       assert.deepEqual(report.outcomes, Array(10).fill("ok"));
@@ -425,10 +412,7 @@ test(
       assert.equal(report.pending, 0);
     });
   },
-  {
-    skip: skip
-      || (target.libc === "musl" ? "strace counts when=1 per thread; musl runs each request on a new thread" : false),
-  },
+  { skip: countsCalls },
 );
 
 test(
@@ -456,10 +440,7 @@ test(
       assert.deepEqual([report.pending, report.allocated], [0, 0]);
     });
   },
-  {
-    skip: skip
-      || (target.libc === "musl" ? "strace counts when=1 per thread; musl runs each request on a new thread" : false),
-  },
+  { skip: countsCalls },
 );
 
 // ---------------------------------------------------------------------------------------------
