@@ -15,7 +15,19 @@ import { followPlatform, fullSync, syncWith } from "../src/sync.ts";
 import { type Loaded, native } from "../src/target.ts";
 import { waitAny } from "../src/wait.ts";
 import { test } from "./harness.ts";
-import { DEADLINE, emulator, fifo, quiescent, runtime, tempDir, tempFile, until, withDir, within } from "./helpers.ts";
+import {
+  DEADLINE,
+  emulator,
+  fifo,
+  quiescent,
+  releaseFifos,
+  runtime,
+  tempDir,
+  tempFile,
+  until,
+  withDir,
+  within,
+} from "./helpers.ts";
 
 const EINVAL = (): number => native().abi.constants.EINVAL;
 
@@ -82,15 +94,15 @@ function submitRead(engine: Engine, fd: number, start?: (block: ControlBlock) =>
 test("at most 2 requests in libc: the others wait in order and go in as earlier ones finish", async () => {
   const { dir, remove } = tempDir();
   const pipes = Array.from({ length: 6 }, (_, i) => fifo(dir, `fifo${i}`));
+  const engine = new Engine(darwinLike(2), "poll+suspend");
+  let started = 0;
+  const reads = pipes.map((pipe) =>
+    submitRead(engine, pipe.fd, (block) => {
+      started++;
+      return block.start("read");
+    })
+  );
   try {
-    const engine = new Engine(darwinLike(2), "poll+suspend");
-    let started = 0;
-    const reads = pipes.map((pipe) =>
-      submitRead(engine, pipe.fd, (block) => {
-        started++;
-        return block.start("read");
-      })
-    );
     assert.ok(reads.every((read) => read.errno === 0), "held back, not refused");
     assert.equal(engine.inLibc, 2);
     assert.equal(engine.pending, 6);
@@ -118,8 +130,7 @@ test("at most 2 requests in libc: the others wait in order and go in as earlier 
     assert.equal(engine.pending, 0);
     assert.equal(engine.inLibc, 0);
   } finally {
-    for (const pipe of pipes) pipe.close();
-    remove();
+    await releaseFifos(pipes, () => Promise.all(reads.map((read) => read.done)), remove);
   }
 });
 
@@ -129,8 +140,8 @@ const HELD = emulator === undefined ? 100_000 : 10_000;
 test(`${HELD} held-back requests, canceled from the back: O(1) each (a generous deadline O(n^2) blows)`, async () => {
   const { dir, remove } = tempDir();
   const pipe = fifo(dir);
+  const engine = new Engine(darwinLike(1), "poll+suspend");
   try {
-    const engine = new Engine(darwinLike(1), "poll+suspend");
     const { O_DSYNC } = native().abi.constants;
     const first = submitRead(engine, pipe.fd);
     const start = performance.now();
@@ -153,20 +164,19 @@ test(`${HELD} held-back requests, canceled from the back: O(1) each (a generous 
     await within(Promise.all([first.done, ...held.slice(0, 10).map((item) => item.done)]), 10_000, "the rest");
     assert.equal(engine.pending, 0);
   } finally {
-    pipe.close();
-    remove();
+    await releaseFifos([pipe], () => until(() => engine.pending === 0, "every request final"), remove);
   }
 });
 
 test("EAGAIN from a submit holds the request back and retries it; it succeeds once libc accepts", async () => {
   const { dir, remove } = tempDir();
   const pipe = fifo(dir);
+  const engine = new Engine(darwinLike(), "poll+suspend");
+  const { EAGAIN } = native().abi.constants;
+  let attempts = 0;
+  // The test hook: libc says EAGAIN three times (the kernel's limit), then accepts.
+  const read = submitRead(engine, pipe.fd, (block) => ++attempts <= 3 ? EAGAIN : block.start("read"));
   try {
-    const engine = new Engine(darwinLike(), "poll+suspend");
-    const { EAGAIN } = native().abi.constants;
-    let attempts = 0;
-    // The test hook: libc says EAGAIN three times (the kernel's limit), then accepts.
-    const read = submitRead(engine, pipe.fd, (block) => ++attempts <= 3 ? EAGAIN : block.start("read"));
     assert.equal(read.errno, 0);
     const state = (): string => read.op.block.state;
     assert.equal(state(), "idle");
@@ -177,8 +187,7 @@ test("EAGAIN from a submit holds the request back and retries it; it succeeds on
     await within(read.done, DEADLINE, "the read");
     assert.equal(read.op.block.result, 1);
   } finally {
-    pipe.close();
-    remove();
+    await releaseFifos([pipe], () => read.done, remove);
   }
 });
 
@@ -232,23 +241,20 @@ test("aio_suspend lists longer than 16 entries are split, and the wait ends at t
     assert.equal(blocks[37].state, "complete");
     assert.ok(blocks.every((block) => !block.listed), "every call returned");
   } finally {
-    pipes.forEach((pipe, index) => index !== 37 && pipe.feed("y"));
-    for (const block of blocks) {
-      await until(() => block.poll(), "each read's completion");
-      block.free();
-    }
-    for (const pipe of pipes) pipe.close();
-    remove();
+    await releaseFifos(pipes, async () => {
+      await until(() => blocks.every((block) => block.poll()), "every read's completion");
+      for (const block of blocks) block.free();
+    }, remove);
   }
 });
 
 test("the suspend strategy splits its calls at 16 entries too", async () => {
   const { dir, remove } = tempDir();
   const pipes = Array.from({ length: 40 }, (_, i) => fifo(dir, `fifo${i}`));
+  const engine = new Engine(darwinLike(null), "suspend");
+  Object.assign(suspendCalls, { largest: 0, count: 0 });
+  const reads = pipes.map((pipe) => submitRead(engine, pipe.fd));
   try {
-    const engine = new Engine(darwinLike(null), "suspend");
-    Object.assign(suspendCalls, { largest: 0, count: 0 });
-    const reads = pipes.map((pipe) => submitRead(engine, pipe.fd));
     await until(() => suspendCalls.count >= 3, "the strategy's aio_suspend calls");
     assert.equal(suspendCalls.largest, 16, "no call lists more than 16");
     assert.equal(suspendCalls.count, 3, "40 entries in 3 calls");
@@ -258,8 +264,7 @@ test("the suspend strategy splits its calls at 16 entries too", async () => {
     await within(Promise.all(reads.map((read) => read.done)), DEADLINE, "every read");
     assert.equal(engine.pending, 0);
   } finally {
-    for (const pipe of pipes) pipe.close();
-    remove();
+    await releaseFifos(pipes, () => Promise.all(reads.map((read) => read.done)), remove);
   }
 });
 
@@ -276,6 +281,7 @@ test("no SIGEV_THREAD: the default is a polling or suspending strategy, and thre
 test("the engine and its control blocks use the platform they are given: errors named by its errno table", async () => {
   const { dir, remove } = tempDir();
   const pipe = fifo(dir);
+  let submitted: Promise<void> = Promise.resolve();
   try {
     const loaded = darwinLike();
     // Darwin numbers EAGAIN 35, which is EDEADLK on Linux; libc refuses aio_cancel with it.
@@ -292,14 +298,14 @@ test("the engine and its control blocks use the platform they are given: errors 
     let complete!: () => void;
     const done = new Promise<void>((resolve) => complete = resolve);
     const op: EngineOperation = { block, fd: pipe.fd, submittedAt: 0, token: undefined, complete };
+    submitted = done;
     assert.equal(engine.submit(op, () => block.start("read")), 0);
     assert.throws(() => engine.cancel(op), { name: "AioError", code: "EAGAIN", errno: 35, syscall: "aio_cancel" });
     pipe.feed("d");
     await within(done, 5000, "the read");
     assert.equal(block.result, 1);
   } finally {
-    pipe.close();
-    remove();
+    await releaseFifos([pipe], () => submitted, remove);
   }
 });
 

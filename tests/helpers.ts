@@ -110,8 +110,10 @@ export function tempFile(dir: string, name = "data.bin", contents?: Uint8Array |
  * order, so everything submitted on this fd after that read waits behind it, not started.
  *
  * `close()` throws if a thread is still blocked reading the FIFO (a test that ends with a read
- * in flight), after feeding it: closing would not end that read, and glibc, which keys its
- * queues by fd number, would hold every later request on the reused number behind it for ever.
+ * in flight, often because an assertion failed before the test fed it), and then leaves the fd
+ * open: it feeds the FIFO 64 bytes, which ends that read and up to 63 queued behind it, but
+ * closing would free the number, and glibc, which keys its queues by fd number, would hold a
+ * later test's requests on that number behind any read of this FIFO still to run, for ever.
  */
 export function fifo(dir: string, name = "fifo"): { fd: number; feed: (bytes: string) => void; close: () => void } {
   const file = path.join(dir, name);
@@ -124,10 +126,41 @@ export function fifo(dir: string, name = "fifo"): { fd: number; feed: (bytes: st
       const reader = readerThread(fd);
       if (reader === undefined) return fs.closeSync(fd);
       fs.writeSync(fd, "\0".repeat(64));
-      fs.closeSync(fd);
-      throw new Error(`FIFO ${name} (fd ${fd}) closed while thread ${reader} was still reading it`);
+      throw new Error(`FIFO ${name} (fd ${fd}, left open) still had thread ${reader} reading it at close`);
     },
   };
+}
+
+/** Closes every FIFO of `pipes` (see `fifo`), then throws the first failure, if any. */
+export function closeFifos(pipes: readonly { close: () => void }[]): void {
+  const errors: unknown[] = [];
+  for (const pipe of pipes) {
+    try {
+      pipe.close();
+    } catch (error) {
+      errors.push(error);
+    }
+  }
+  if (errors.length > 0) throw errors[0];
+}
+
+/**
+ * A test's FIFO cleanup, whatever failed before it: feeds each FIFO of `pipes` one byte (more
+ * sits unread), waits up to `DEADLINE` for `settled()` (the test's reads final), closes the FIFOs
+ * (`closeFifos`), and calls `remove` (the test's directory) in any case.
+ */
+export async function releaseFifos(
+  pipes: readonly { feed: (bytes: string) => void; close: () => void }[],
+  settled: () => Promise<unknown>,
+  remove?: () => void,
+): Promise<void> {
+  try {
+    for (const pipe of pipes) pipe.feed("-");
+    await within(settled(), DEADLINE, "the FIFO reads, fed at cleanup");
+    closeFifos(pipes);
+  } finally {
+    remove?.();
+  }
 }
 
 /** A descriptor number that is not open (opened, then closed). */

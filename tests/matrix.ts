@@ -131,7 +131,7 @@ export function skippedTests(output: string): string[] {
 /**
  * The part of a runner's output that explains its failures: Deno's ERRORS section; for Bun, what
  * it printed before each `(fail)` line since the previous result (at most 40 lines each); else
- * the last 40 lines.
+ * (a run killed before its summary) every line that names a failed test, then the last 40 lines.
  */
 export function failures(output: string): string {
   const deno = output.indexOf(" ERRORS ");
@@ -150,7 +150,10 @@ export function failures(output: string): string {
       block.push(line);
     }
   }
-  return blocks.length > 0 ? blocks.join("\n") : lines.slice(-40).join("\n");
+  if (blocks.length > 0) return blocks.join("\n");
+  const failed = lines.filter((line) => / \.\.\. FAILED \(/.test(line));
+  const tail = lines.slice(-40).join("\n");
+  return failed.length > 0 ? `failed before the end:\n${failed.join("\n")}\nlast lines:\n${tail}` : tail;
 }
 
 /** `text` indented to sit under a result line. */
