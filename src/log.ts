@@ -333,9 +333,10 @@ function concat(entries: readonly Entry[]): Uint8Array {
  * done it), so the file's name survives a power cut as the records do.
  *
  * A crash can leave the end of the file torn: records of the last batch (or two, where the next
- * was queued behind the sync) whole, one cut short, or missing (none of them was acknowledged). Read records back with `readLog()`, which stops
- * at the first incomplete one. Give `options.separator` to have the log cut such a torn record
- * off when it opens the file (else new records would be appended right after its bytes).
+ * was queued behind the sync) whole, one cut short, or missing (none of them was acknowledged).
+ * Read records back with `readLog()`, which stops at the first incomplete one. Give
+ * `options.separator` to have the log cut such a torn record off when it opens the file (else
+ * new records would be appended right after its bytes).
  *
  * Rejects with TypeError or RangeError naming a bad argument, AioError (`path`, `syscall`) if
  * the file cannot be opened.

@@ -286,31 +286,29 @@ test("no SIGEV_THREAD: the default is a polling or suspending strategy, and thre
 test("the engine and its control blocks use the platform they are given: errors named by its errno table", async () => {
   const { dir, remove } = tempDir();
   const pipe = fifo(dir);
-  let submitted: Promise<void> = Promise.resolve();
+  const loaded = darwinLike();
+  // Darwin numbers EAGAIN 35, which is EDEADLK on Linux; libc refuses aio_cancel with it.
+  const harness: Loaded = {
+    ...loaded,
+    c: { ...loaded.c, aio_cancel: () => -1 },
+    library: { ...loaded.library, errno: () => DARWIN.constants.EAGAIN },
+    abi: { ...loaded.abi, constants: { ...loaded.abi.constants, EAGAIN: 35, EDEADLK: 11 } },
+  };
+  const engine = new Engine(harness, "poll");
+  const block = new ControlBlock(harness);
+  block.set("aio_fildes", pipe.fd);
+  block.prepare("read", new Uint8Array(1), 1);
+  let complete!: () => void;
+  const done = new Promise<void>((resolve) => complete = resolve);
+  const op: EngineOperation = { block, fd: pipe.fd, submittedAt: 0, token: undefined, complete };
   try {
-    const loaded = darwinLike();
-    // Darwin numbers EAGAIN 35, which is EDEADLK on Linux; libc refuses aio_cancel with it.
-    const harness: Loaded = {
-      ...loaded,
-      c: { ...loaded.c, aio_cancel: () => -1 },
-      library: { ...loaded.library, errno: () => DARWIN.constants.EAGAIN },
-      abi: { ...loaded.abi, constants: { ...loaded.abi.constants, EAGAIN: 35, EDEADLK: 11 } },
-    };
-    const engine = new Engine(harness, "poll");
-    const block = new ControlBlock(harness);
-    block.set("aio_fildes", pipe.fd);
-    block.prepare("read", new Uint8Array(1), 1);
-    let complete!: () => void;
-    const done = new Promise<void>((resolve) => complete = resolve);
-    const op: EngineOperation = { block, fd: pipe.fd, submittedAt: 0, token: undefined, complete };
-    submitted = done;
     assert.equal(engine.submit(op, () => block.start("read")), 0);
     assert.throws(() => engine.cancel(op), { name: "AioError", code: "EAGAIN", errno: 35, syscall: "aio_cancel" });
     pipe.feed("d");
     await within(done, 5000, "the read");
     assert.equal(block.result, 1);
   } finally {
-    await releaseFifos([pipe], () => submitted, remove);
+    await releaseFifos([pipe], () => done, remove);
   }
 });
 

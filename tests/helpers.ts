@@ -131,23 +131,11 @@ export function fifo(dir: string, name = "fifo"): { fd: number; feed: (bytes: st
   };
 }
 
-/** Closes every FIFO of `pipes` (see `fifo`), then throws the first failure, if any. */
-export function closeFifos(pipes: readonly { close: () => void }[]): void {
-  const errors: unknown[] = [];
-  for (const pipe of pipes) {
-    try {
-      pipe.close();
-    } catch (error) {
-      errors.push(error);
-    }
-  }
-  if (errors.length > 0) throw errors[0];
-}
-
 /**
  * A test's FIFO cleanup, whatever failed before it: feeds each FIFO of `pipes` one byte (more
- * sits unread), waits up to `DEADLINE` for `settled()` (the test's reads final), closes the FIFOs
- * (`closeFifos`), and calls `remove` (the test's directory) in any case.
+ * sits unread), waits up to `DEADLINE` for `settled()` (the test's reads final), closes every
+ * FIFO (then throws the first failure of `close()`, see `fifo`), and calls `remove` (the test's
+ * directory) in any case.
  */
 export async function releaseFifos(
   pipes: readonly { feed: (bytes: string) => void; close: () => void }[],
@@ -157,7 +145,15 @@ export async function releaseFifos(
   try {
     for (const pipe of pipes) pipe.feed("-");
     await within(settled(), DEADLINE, "the FIFO reads, fed at cleanup");
-    closeFifos(pipes);
+    const errors: unknown[] = [];
+    for (const pipe of pipes) {
+      try {
+        pipe.close();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    if (errors.length > 0) throw errors[0];
   } finally {
     remove?.();
   }
