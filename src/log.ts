@@ -85,6 +85,8 @@ class Log implements AioLog {
   #lastCycle = 0;
   /** While the next batch waits for the callers of the last one: ends the wait. */
   #stopLinger: (() => void) | undefined;
+  /** Records queued that end that wait. */
+  #wanted = 0;
   #failure: unknown;
   #closing: Promise<void> | undefined;
 
@@ -117,7 +119,7 @@ class Log implements AioLog {
     const record = typeof data === "string" ? bytes : new Uint8Array(bytes);
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ bytes: record, resolve, reject });
-      if (this.#stopLinger !== undefined && this.#queue.length >= this.#lastSize) this.#stopLinger();
+      if (this.#stopLinger !== undefined && this.#queue.length >= this.#wanted) this.#stopLinger();
       // The first append of a tick starts the batch after the appends of the same tick joined it.
       this.#flushing ??= Promise.resolve().then(() => this.#flush());
     });
@@ -158,20 +160,23 @@ class Log implements AioLog {
    * batch before it once that batch's write is done in full and as many records are queued as
    * the last batch made durable (the callers of that batch appending again): libc starts its
    * write as the sync before it returns, with no round trip through the JavaScript thread, and
-   * the device never waits for the event loop. At most two batches are in libc at once; each
-   * resolves only after the one before it, and a failure of one rejects every later one.
+   * the device never waits for the event loop. A batch also waits for half as many records as
+   * the one in libc holds: the callers of a small batch (a few late ones the commit delay did not
+   * wait for) do not go ahead alone, but wait for the larger batch to settle and its callers to
+   * append again, so that clients split in two cohorts by chance merge again where they come back
+   * sooner than a sync takes (else each round would cost two syncs). At most two batches are in
+   * libc at once; each resolves only after the one before it, and a failure of one rejects every
+   * later one.
    */
   async #flushAhead(): Promise<void> {
     /** The batch before `last`, and the last batch submitted: settled once their callers are. */
     let before: Promise<void> = Promise.resolve();
-    let last: { settled: Promise<void>; done: boolean } | undefined;
+    let last: { settled: Promise<void>; done: boolean; size: number } | undefined;
     for (;;) {
       const inFlight = last !== undefined && !last.done;
-      if (
-        inFlight && this.#failure === undefined
-        && this.#queue.length < Math.max(1, this.#lastSize)
-      ) {
-        await this.#lingerAhead(last!.settled);
+      const wanted = inFlight ? Math.max(1, this.#lastSize, Math.ceil(last!.size / 2)) : 0;
+      if (inFlight && this.#failure === undefined && this.#queue.length < wanted) {
+        await this.#lingerAhead(last!.settled, wanted);
         continue;
       }
       if (this.#failure !== undefined || this.#queue.length === 0) break;
@@ -183,7 +188,7 @@ class Log implements AioLog {
       const batch = this.#queue;
       this.#queue = [];
       const commit = this.#commit(batch, last?.settled);
-      const current = { settled: commit.settled, done: false };
+      const current = { settled: commit.settled, done: false, size: batch.length };
       commit.settled.then(() => current.done = true);
       before = last?.settled ?? before;
       last = current;
@@ -256,11 +261,9 @@ class Log implements AioLog {
     this.#lastCycle = this.#lastEnd - began;
   }
 
-  /**
-   * While a batch is in libc: waits until as many records are queued as the last batch made
-   * durable, or until that batch settled.
-   */
-  async #lingerAhead(settled: Promise<void>): Promise<void> {
+  /** While a batch is in libc: waits until `wanted` records are queued, or that batch settled. */
+  async #lingerAhead(settled: Promise<void>, wanted: number): Promise<void> {
+    this.#wanted = wanted;
     await new Promise<void>((resolve) => {
       const stop = (): void => {
         if (this.#stopLinger !== stop) return;
@@ -286,6 +289,7 @@ class Log implements AioLog {
     if (this.#queue.length >= this.#lastSize) return;
     const wait = this.#lastEnd + Math.min(this.#lastCycle * LINGER_SHARE, LINGER_MAX_MS) - performance.now();
     if (wait <= 0) return;
+    this.#wanted = this.#lastSize;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => this.#stopLinger!(), wait);
       this.#stopLinger = () => {
