@@ -62,10 +62,47 @@ const LINGER_SHARE = 0.5;
 /** Longest wait of a batch for the callers of the last one (ms). */
 const LINGER_MAX_MS = 2;
 
-interface Entry {
+/**
+ * Hooks for the tests (not exported by the module): `io` sees every request of the log as it is
+ * awaited (a test may delay its outcome, or replace a success with a failure, to explore
+ * schedules); `allocate` makes the buffer of a batch.
+ */
+export const logHooks: {
+  io: <T>(operation: Promise<T>, what: "write" | "sync") => Promise<T>;
+  allocate: (length: number) => Uint8Array;
+} = {
+  io: (operation) => operation,
+  allocate: (length) => new Uint8Array(length),
+};
+
+/** One append: its record and its caller, settled once. */
+class Entry {
   readonly bytes: Uint8Array;
-  readonly resolve: () => void;
-  readonly reject: (error: unknown) => void;
+  readonly #resolve: () => void;
+  readonly #reject: (error: unknown) => void;
+  readonly #settled: () => void;
+  #done = false;
+
+  constructor(bytes: Uint8Array, resolve: () => void, reject: (error: unknown) => void, settled: () => void) {
+    this.bytes = bytes;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#settled = settled;
+  }
+
+  resolve(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#resolve();
+    this.#settled();
+  }
+
+  reject(error: unknown): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#reject(error);
+    this.#settled();
+  }
 }
 
 class Log implements AioLog {
@@ -78,7 +115,11 @@ class Log implements AioLog {
   readonly #ahead: boolean;
   #position: number;
   #queue: Entry[] = [];
-  #flushing: Promise<void> | undefined;
+  /** A flush is running or about to: it takes every record queued before it ends. */
+  #flushing = false;
+  /** Appends made and not yet settled; `#drained` is called when it falls to 0. */
+  #unsettled = 0;
+  #drained: (() => void) | undefined;
   /** Records of the last batch made durable, when that ended, and how long it took (ms). */
   #lastSize = 0;
   #lastEnd = -Infinity;
@@ -110,25 +151,49 @@ class Log implements AioLog {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
     if (this.#closing !== undefined) {
       return Promise.reject(new AioError(native().abi.constants.EBADF, "write", { fd: this.#fd, path: this.path }));
     }
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
     // A record given as bytes is copied now: the caller may reuse its buffer at once. Not with
     // `bytes.slice()`: a Node `Buffer`'s `slice` is a view of the same memory.
     const record = typeof data === "string" ? bytes : new Uint8Array(bytes);
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ bytes: record, resolve, reject });
+      this.#unsettled++;
+      this.#queue.push(new Entry(record, resolve, reject, this.#onSettled));
       if (this.#stopLinger !== undefined && this.#queue.length >= this.#wanted) this.#stopLinger();
-      // The first append of a tick starts the batch after the appends of the same tick joined it.
-      this.#flushing ??= Promise.resolve().then(() => this.#flush());
+      this.#startFlush();
     });
   }
 
+  readonly #onSettled = (): void => {
+    if (--this.#unsettled === 0) this.#drained?.();
+  };
+
+  /**
+   * Starts a flush unless one is running. The first append of a tick starts it a microtask later,
+   * after the appends of the same tick joined the batch.
+   */
+  #startFlush(): void {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    queueMicrotask(() => void this.#flush());
+  }
+
+  /**
+   * Writes and syncs batches until nothing is queued. The flush ends in the same synchronous step
+   * as its last look at the queue, so that no append can be left waiting for a flush that has
+   * already decided to stop; anything that throws fails the log, so that no caller waits for ever.
+   */
   async #flush(): Promise<void> {
-    if (this.#ahead) await this.#flushAhead();
-    else await this.#flushInTurn();
-    this.#flushing = undefined;
+    try {
+      if (this.#ahead) await this.#flushAhead();
+      else await this.#flushInTurn();
+    } catch (error) {
+      this.#fail([], error);
+    }
+    this.#flushing = false;
+    if (this.#queue.length > 0) this.#startFlush();
   }
 
   /** One batch at a time: the next is written once the one before it is durable. */
@@ -142,10 +207,10 @@ class Log implements AioLog {
         continue;
       }
       const began = performance.now();
-      const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
       try {
-        await writeAll(this.#fd, buffer, this.#position);
-        await fdatasync(this.#fd, { fullSync: this.#fullSync });
+        const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
+        await logHooks.io(writeAll(this.#fd, buffer, this.#position), "write");
+        await logHooks.io(fdatasync(this.#fd, { fullSync: this.#fullSync }), "sync");
         this.#position += buffer.length;
       } catch (error) {
         this.#fail(batch, error);
@@ -210,11 +275,23 @@ class Log implements AioLog {
    */
   #commit(batch: Entry[], previous: Promise<void> | undefined): { written: Promise<boolean>; settled: Promise<void> } {
     const began = performance.now();
-    const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
+    let buffer: Uint8Array;
+    try {
+      buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
+    } catch (error) {
+      // Nothing was submitted: the batch fails, and with it the log.
+      const settled = (async (): Promise<void> => {
+        await previous;
+        if (this.#failure !== undefined) { for (const entry of batch) entry.reject(this.#failure); }
+        else this.#fail(batch, error);
+      })();
+      return { written: Promise.resolve(false), settled };
+    }
     const position = this.#position;
-    const wrote = write(this.#fd, buffer, position);
+    const wrote = logHooks.io(write(this.#fd, buffer, position), "write");
     // Not through fdatasync(), which holds a sync back while another of the fd is in flight.
-    const datasync = (): Promise<number> => submitWith(undefined, () => AioRequest.fsync(this.#fd, "dsync"));
+    const datasync = (): Promise<number> =>
+      logHooks.io(submitWith(undefined, () => AioRequest.fsync(this.#fd, "dsync")), "sync");
     const sync = datasync();
     /** Whether the write came short and was continued. */
     const writing = (async (): Promise<boolean> => {
@@ -223,7 +300,9 @@ class Log implements AioLog {
         // A regular file never takes 0 bytes of a non-empty write (as writeAll()).
         throw new AioError(native().abi.constants.EIO, "write", { fd: this.#fd });
       }
-      if (done < buffer.length) await writeAll(this.#fd, buffer.subarray(done), position + done);
+      if (done < buffer.length) {
+        await logHooks.io(writeAll(this.#fd, buffer.subarray(done), position + done), "write");
+      }
       this.#position = position + buffer.length;
       return done < buffer.length;
     })();
@@ -300,9 +379,13 @@ class Log implements AioLog {
     });
   }
 
+  /**
+   * Every append made before it settles first. Each batch's callers settle only once its
+   * requests are final, so then nothing of the log is left in libc and the fd can be closed.
+   */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
-      while (this.#flushing !== undefined) await this.#flushing;
+      if (this.#unsettled > 0) await new Promise<void>((resolve) => this.#drained = resolve);
       await closeFd(this.#fd, this.path);
     })();
   }
@@ -315,7 +398,7 @@ class Log implements AioLog {
 function concat(entries: readonly Entry[]): Uint8Array {
   let length = 0;
   for (const entry of entries) length += entry.bytes.length;
-  const buffer = new Uint8Array(length);
+  const buffer = logHooks.allocate(length);
   let offset = 0;
   for (const entry of entries) {
     buffer.set(entry.bytes, offset);
