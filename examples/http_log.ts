@@ -129,9 +129,10 @@ function perRequestStore(
 /** Opens the store of `variant` on `file`, appending; `length` is the bytes of the records already there. */
 async function openStore(variant: Variant, file: string): Promise<{ store: Store; length: number }> {
   if (variant === "log") {
-    // The log cuts a torn last record (bytes after the last separator) before appending, and
-    // syncs the directory if it creates the file.
-    const log = await openLog(file, { separator: "\n" });
+    // JSON lines that other programs read line by line: the plain format. The log cuts a torn
+    // last record (bytes after the last separator) before appending, and syncs the directory if
+    // it creates the file.
+    const log = await openLog(file, { format: "plain", separator: "\n" });
     const store = { append: (record: Uint8Array) => log.append(record), close: () => log.close() };
     return { store, length: (await fsp.stat(file)).size };
   }

@@ -52,8 +52,11 @@ export const SYMBOLS = {
   aio_cancel: { params: ["i32", "pointer"], result: "i32" },
   // int aio_suspend(const struct aiocb *const list[], int nent, const struct timespec *timeout);
   aio_suspend: { params: ["pointer", "i32", "pointer"], result: "i32", offThread: true },
-  // int fcntl(int fd, int cmd, ...);  (called with two arguments only: F_FULLFSYNC and the like)
-  fcntl: { params: ["i32", "i32"], result: "i32", offThread: true },
+  // int fcntl(int fd, int cmd, ...);  (F_FULLFSYNC with a null third argument; F_PREALLOCATE
+  // with a pointer to a struct fstore)
+  fcntl: { params: ["i32", "i32", "pointer"], result: "i32", offThread: true },
+  // int fallocate(int fd, int mode, off_t offset, off_t len);  (Linux)
+  fallocate: { params: ["i32", "i32", "isize", "isize"], result: "i32", offThread: true, optional: true },
   // int lio_listio(int mode, struct aiocb *const list[], int nent, struct sigevent *sevp);
   lio_listio: { params: ["i32", "pointer", "i32", "pointer"], result: "i32" },
   // int sched_yield(void);

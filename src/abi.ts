@@ -233,6 +233,33 @@ export interface FullSyncCommands {
   readonly F_BARRIERFSYNC: number;
 }
 
+/**
+ * How the platform allocates a file's space ahead of writes, so that a sync of data written
+ * there commits no change of size or allocation.
+ */
+export type Preallocation =
+  /** Linux: `fallocate(fd, mode, offset, len)`; mode 0 grows the size over the range. */
+  | { readonly call: "fallocate"; readonly FALLOC_FL_KEEP_SIZE: number }
+  /**
+   * macOS: `fcntl(fd, F_PREALLOCATE, fstore_t *)`, allocating `fst_length` bytes from the
+   * physical end of the file (`F_PEOFPOSMODE`), all or nothing (`F_ALLOCATEALL`); the size is
+   * then set with `ftruncate`.
+   */
+  | {
+    readonly call: "F_PREALLOCATE";
+    readonly F_PREALLOCATE: number;
+    readonly F_ALLOCATEALL: number;
+    readonly F_PEOFPOSMODE: number;
+    /** `struct fstore`: `u32 fst_flags; int fst_posmode; off_t fst_offset, fst_length, fst_bytesalloc`. */
+    readonly fstore: {
+      readonly size: number;
+      readonly fst_flags: Field;
+      readonly fst_posmode: Field;
+      readonly fst_offset: Field;
+      readonly fst_length: Field;
+    };
+  };
+
 /** Everything known about one target. */
 export interface TargetAbi {
   /** Which C library this is. */
@@ -264,6 +291,8 @@ export interface TargetAbi {
    * then no sync is followed by an `fcntl`.
    */
   readonly full_sync: FullSyncCommands | null;
+  /** How to allocate space ahead of writes, or `null` where there is no call for it. */
+  readonly preallocation: Preallocation | null;
   readonly limits: Limits;
   readonly features: Features;
 }
@@ -402,6 +431,9 @@ const LINUX_SIGEVENT: SigeventLayout = {
 
 const TIMESPEC_64: TimespecLayout = { size: 16, tv_sec: [0, 8], tv_nsec: [8, 8] };
 
+// fallocate(2), in glibc and musl alike; linux/falloc.h: FALLOC_FL_KEEP_SIZE 0x01.
+const LINUX_FALLOCATE: Preallocation = { call: "fallocate", FALLOC_FL_KEEP_SIZE: 1 };
+
 const LINUX_AIO_CONSTANTS = {
   O_RDONLY: 0,
   O_WRONLY: 1,
@@ -437,6 +469,7 @@ const LINUX_X86_64_GLIBC: TargetAbi = {
   max_signal: 64,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
   full_sync: null,
+  preallocation: LINUX_FALLOCATE,
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 20 },
   features: {
     sigev_thread: true,
@@ -463,6 +496,7 @@ const LINUX_X86_64_MUSL: TargetAbi = {
   max_signal: 64,
   constants: { ...LINUX_ERRNO, ...LINUX_AIO_CONSTANTS },
   full_sync: null,
+  preallocation: LINUX_FALLOCATE,
   limits: { AIO_LISTIO_MAX: null, per_process_in_flight: null, AIO_PRIO_DELTA_MAX: 0 },
   features: {
     sigev_thread: true,
@@ -527,6 +561,14 @@ const DARWIN: TargetAbi = {
   },
   // xnu bsd/sys/fcntl.h.
   full_sync: { F_FULLFSYNC: 51, F_BARRIERFSYNC: 85 },
+  // xnu bsd/sys/fcntl.h: F_PREALLOCATE 42, F_ALLOCATEALL 0x4, F_PEOFPOSMODE 3, struct fstore.
+  preallocation: {
+    call: "F_PREALLOCATE",
+    F_PREALLOCATE: 42,
+    F_ALLOCATEALL: 4,
+    F_PEOFPOSMODE: 3,
+    fstore: { size: 32, fst_flags: [0, 4], fst_posmode: [4, 4], fst_offset: [8, 8], fst_length: [16, 8] },
+  },
   // kern.aioprocmax and the aio_suspend entry limit default to 16.
   limits: { AIO_LISTIO_MAX: 16, per_process_in_flight: 16, aio_suspend_max_entries: 16 },
   features: {

@@ -153,6 +153,27 @@ export function readLink(path: string): Promise<string | undefined> {
   });
 }
 
+/**
+ * `pwrite(2)` of all of `data` at `position` (or `write(2)` at the descriptor's offset, when
+ * `undefined`) from the JavaScript thread, through `node:fs`, a short write continued: for a
+ * small write into the page cache, which takes microseconds. Throws AioError (`syscall` `"write"`).
+ */
+export function writeFdSync(fd: number, data: Uint8Array, position: number | undefined, path: string): void {
+  for (let done = 0; done < data.length;) {
+    let written: number;
+    try {
+      written = position === undefined
+        ? fs.writeSync(fd, data, done, data.length - done)
+        : fs.writeSync(fd, data, done, data.length - done, position + done);
+    } catch (error) {
+      throw toAioError(error, "write", path, fd);
+    }
+    // A regular file never takes 0 bytes of a non-empty write; do not spin on one that does.
+    if (written <= 0) throw new AioError(native().abi.constants.EIO, "write", { fd, path });
+    done += written;
+  }
+}
+
 /** `ftruncate(2)` through `node:fs`. */
 export function truncateFd(fd: number, length: number, path: string): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -1,18 +1,28 @@
 /**
  * `openLog()`: an append-only log with group commit, and `readLog()` to read its records back.
  *
- * Appends wait in a queue. Each batch is made durable in one go: every record queued is copied
- * into one buffer, written with one `aio_write` at the end of the file (a short write is
- * continued), and made durable with one `fdatasync` (through `fdatasync()`, so on macOS with
- * `F_FULLFSYNC`); then every caller of the batch resolves. Where libc runs an `aio_fsync` only
- * after the writes queued before it on the fd (glibc, musl), the sync is submitted right after
- * the write, without waiting for it; elsewhere (macOS) once the write is done. Appends arriving
- * meanwhile form the next batch; when a batch ends with fewer records queued than it held, the
- * next one waits a little for its callers to append again (commit delay, see `#linger`). Where
- * libc runs one fd's requests in order (glibc), the next batch may go in behind the sync still
- * running (see `#flushAhead`). The first failed write or sync is final: that batch, everything
- * queued and every later append reject with it until the log is reopened (after a failed
- * write-back Linux may drop the dirty pages, and a later sync would succeed with the data gone).
+ * Two formats. `"framed"` (the default) frames each record with its length and a CRC32C
+ * (`./log_format.ts`), so a reader finds the end of the log, a torn last record and a corrupted
+ * one by itself, whatever bytes the records hold; its file is allocated ahead of the records in
+ * chunks (`./preallocate.ts`), so that a sync commits the records and nothing else. `"plain"`
+ * writes the records as they are, one after the other, for files that other programs read line
+ * by line.
+ *
+ * Appends wait in a queue. Each batch is made durable in one go: every record queued is framed
+ * into one buffer, written with one write (a short write is continued), and made durable with
+ * one `fdatasync` (on macOS with `F_FULLFSYNC`); then every caller of the batch resolves. A batch
+ * that nothing of the log is in libc for, of at most `DIRECT_WRITE_MAX` bytes, is written from
+ * the JavaScript thread into the page cache (a copy that takes microseconds): only its sync
+ * leaves the thread. Otherwise the batch is written with `aio_write`; where libc runs an
+ * `aio_fsync` only after the writes queued before it on the fd (glibc, musl), the sync is
+ * submitted right behind the write, without waiting for it; elsewhere (macOS) once the write is
+ * done. Appends arriving meanwhile form the next batch; when a batch ends with fewer records
+ * queued than it held, the next one waits a little for its callers to append again (commit
+ * delay, see `#linger`). Where libc runs one fd's requests in order (glibc), the next batch may
+ * go in behind the sync still running (see `#flushAhead`). The first failed write, sync or
+ * allocation is final: that batch, everything queued and every later append reject with it
+ * until the log is reopened (after a failed write-back Linux may drop the dirty pages, and a
+ * later sync would succeed with the data gone).
  *
  * @module
  */
@@ -20,23 +30,57 @@
 import { syncDir } from "./atomic.ts";
 import { AioError } from "./errors.ts";
 import { type AioFile, open, writeAll } from "./file.ts";
-import { closeFd, O, openFd, statFd, toAioError, toData, toMode, toPath, truncateFd } from "./fs.ts";
+import { closeFd, O, openFd, statFd, toAioError, toData, toMode, toPath, truncateFd, writeFdSync } from "./fs.ts";
+import {
+  CorruptLogError,
+  encodeFrame,
+  encodeHeader,
+  frameSize,
+  HEADER_SIZE,
+  headerKind,
+  headerVersion,
+  LOG_VERSION,
+  MAX_RECORD_LENGTH,
+  walkFrames,
+} from "./log_format.ts";
+import { allocator, writeZeros } from "./preallocate.ts";
 import { AioRequest, submitWith, write } from "./requests.ts";
-import { fdatasync, followedPlatform, toFullSync } from "./sync.ts";
+import { fdatasync, followedPlatform, fsync, toFullSync } from "./sync.ts";
 import { native } from "./target.ts";
 import { describe, toOptions } from "./validate.ts";
 
+export { CorruptLogError } from "./log_format.ts";
+
+/** A log's format: records framed with their length and a checksum, or written as they are. */
+export type LogFormat = "framed" | "plain";
+
 /** Options of `openLog()`. */
 export interface OpenLogOptions {
+  /**
+   * `"framed"` (default): each record framed with its length and a CRC32C, so that `readLog()`
+   * finds every record, the end of the log, a torn last record and a corrupted one by itself,
+   * whatever bytes records hold; the file starts with a 16-byte header. `"plain"`: the records
+   * as they are, one after the other, for text that other programs read (end each record with a
+   * separator of your own, such as `"\n"`).
+   */
+  format?: LogFormat;
   /** Permissions of the file if the log creates it, before the umask. Default `0o666`. */
   mode?: number;
   /** macOS: each batch's sync with `F_FULLFSYNC` (default `true`). No effect on Linux. */
   fullSync?: boolean;
   /**
-   * What ends every record (a string as UTF-8, or bytes), as given to `readLog()`. When given,
-   * bytes after the last separator of an existing file (a record torn by a crash) are cut off,
-   * durably, before the log resolves, so new records never join them. Default: none, the file
-   * is kept as it is and new records go after whatever it ends with.
+   * The framed format: bytes of file space allocated ahead of the records at a time (default
+   * 1 MiB), or `false` for none. The next chunk is allocated while the current one is half full,
+   * off the JavaScript thread, so appends do not wait for it. The file's size (`stat`) includes
+   * the space allocated and not yet written; it reads as zeros, which end the log. The plain
+   * format allocates nothing ahead (its size is its content).
+   */
+  preallocate?: number | false;
+  /**
+   * The plain format: what ends every record (a string as UTF-8, or bytes), as given to
+   * `readLog()`. When given, bytes after the last separator of an existing file (a record torn by
+   * a crash) are cut off, durably, before the log resolves, so new records never join them.
+   * Default: none, the file is kept as it is and new records go after whatever it ends with.
    */
   separator?: Uint8Array | string;
 }
@@ -45,10 +89,13 @@ export interface OpenLogOptions {
 export interface AioLog {
   /** The log file's path. */
   readonly path: string;
+  /** The log's format. */
+  readonly format: LogFormat;
   /**
-   * Appends `data` (a string as UTF-8) as it is, right after the record appended before it;
-   * resolves once it is durable. Rejects with AioError if its batch's write or sync failed, and
-   * with that first failure for every later append.
+   * Appends a record (a string as UTF-8); resolves once it is durable. Framed, the record is
+   * read back as given (at most 2,147,483,647 bytes, else a RangeError); plain, its bytes follow
+   * the record appended before it with nothing between them. Rejects with AioError if its
+   * batch's write or sync failed, and with that first failure for every later append.
    */
   append(data: Uint8Array | string): Promise<void>;
   /** Waits for the appends already made to settle, then closes the file. Later appends reject with `EBADF`. */
@@ -61,18 +108,25 @@ export interface AioLog {
 const LINGER_SHARE = 0.5;
 /** Longest wait of a batch for the callers of the last one (ms). */
 const LINGER_MAX_MS = 2;
+/** Batches up to this size, with nothing of the log in libc, are written from the JavaScript thread. */
+const DIRECT_WRITE_MAX = 128 * 1024;
+/** Default bytes allocated ahead of a framed log's records at a time. */
+const DEFAULT_PREALLOCATE = 1 << 20;
 
 /**
- * Hooks for the tests (not exported by the module): `io` sees every request of the log as it is
- * awaited (a test may delay its outcome, or replace a success with a failure, to explore
- * schedules); `allocate` makes the buffer of a batch.
+ * Hooks for the tests (not exported by the module): `io` sees every outcome of the log's writes
+ * and syncs as it is awaited (a test may delay it, or replace a success with a failure, to
+ * explore schedules); `allocate` makes the buffer of a batch; `directWriteMax` is the largest
+ * batch written from the JavaScript thread (-1: none, every batch goes through `aio_write`).
  */
 export const logHooks: {
   io: <T>(operation: Promise<T>, what: "write" | "sync") => Promise<T>;
   allocate: (length: number) => Uint8Array;
+  directWriteMax: number;
 } = {
   io: (operation) => operation,
   allocate: (length) => new Uint8Array(length),
+  directWriteMax: DIRECT_WRITE_MAX,
 };
 
 /** One append: its record and its caller, settled once. */
@@ -105,14 +159,83 @@ class Entry {
   }
 }
 
+/** A batch handed to libc: `written` once its bytes are all in the file, `settled` once its callers are. */
+interface Commit {
+  /** Resolves with `true` once the batch's bytes are all in the file, `false` if they failed. */
+  readonly written: Promise<boolean>;
+  /** Resolves once the callers of the batch (and of every batch before it) were resolved or rejected. */
+  readonly settled: Promise<void>;
+}
+
+/**
+ * The space allocated ahead of a log's records: the next chunk is allocated, off the JavaScript
+ * thread, once the records reach half of the current one. Where the platform cannot allocate
+ * (no call, or refused), the chunk is written with zeros; while that runs no record may be
+ * written in it (`gate`), nor, on macOS, past it (the size is set by `ftruncate` afterwards).
+ */
+class Space {
+  readonly #fd: number;
+  readonly #path: string;
+  readonly #chunk: number;
+  readonly #fail: (error: unknown) => void;
+  /** Where the allocated space ends. */
+  #end: number;
+  #allocating: { from: number; done: Promise<void> } | undefined;
+  #failed = false;
+
+  constructor(fd: number, path: string, chunk: number, end: number, fail: (error: unknown) => void) {
+    this.#fd = fd;
+    this.#path = path;
+    this.#chunk = chunk;
+    this.#end = end;
+    this.#fail = fail;
+  }
+
+  /** The records now reach `reserved`: allocates the next chunk when half of this one is used. */
+  reserved(reserved: number): void {
+    if (this.#allocating !== undefined || this.#failed || reserved + this.#chunk / 2 <= this.#end) return;
+    const from = Math.max(this.#end, reserved);
+    const to = from + this.#chunk;
+    const done = (async () => {
+      if (!await allocator().allocate(this.#fd, from, to - from, false, this.#path)) {
+        await writeZeros(this.#fd, from, to - from);
+      }
+      this.#end = to;
+    })().then(
+      () => void (this.#allocating = undefined),
+      (error) => {
+        this.#allocating = undefined;
+        this.#failed = true;
+        this.#fail(toAioError(error, "fallocate", this.#path, this.#fd));
+      },
+    );
+    this.#allocating = { from, done };
+  }
+
+  /** What records ending at `end` must wait for before they are written, if anything. */
+  gate(end: number): Promise<void> | undefined {
+    return this.#allocating !== undefined && end > this.#allocating.from ? this.#allocating.done : undefined;
+  }
+
+  /** Resolves once no allocation is in flight. */
+  idle(): Promise<void> {
+    return this.#allocating?.done ?? Promise.resolve();
+  }
+}
+
 class Log implements AioLog {
   readonly path: string;
+  readonly format: LogFormat;
   readonly #fd: number;
   readonly #fullSync: boolean;
+  /** Syncs are plain `aio_fsync(O_DSYNC)`s: no full-sync step follows them. */
+  readonly #plainSyncs: boolean;
   /** Write and sync submitted back to back (`features.fsync_after_queued_writes`). */
   readonly #pipelined: boolean;
   /** A batch may be queued behind the previous batch's sync (`features.fd_requests_in_order`). */
   readonly #ahead: boolean;
+  readonly #space: Space | undefined;
+  /** Where the next batch goes: the end of the records written or being written. */
   #position: number;
   #queue: Entry[] = [];
   /** A flush is running or about to: it takes every record queued before it ends. */
@@ -120,6 +243,8 @@ class Log implements AioLog {
   /** Appends made and not yet settled; `#drained` is called when it falls to 0. */
   #unsettled = 0;
   #drained: (() => void) | undefined;
+  /** Batches whose requests are not all final in libc. */
+  #inLibc = 0;
   /** Records of the last batch made durable, when that ended, and how long it took (ms). */
   #lastSize = 0;
   #lastEnd = -Infinity;
@@ -131,17 +256,27 @@ class Log implements AioLog {
   #failure: unknown;
   #closing: Promise<void> | undefined;
 
-  constructor(fd: number, path: string, position: number, fullSync: boolean) {
+  constructor(fd: number, path: string, format: LogFormat, position: number, fullSync: boolean, chunk: number | false) {
     this.#fd = fd;
     this.path = path;
+    this.format = format;
     this.#position = position;
     this.#fullSync = fullSync;
     // The platform the syncs follow: the C library's, or Darwin's table in the Darwin harness.
     const { features, full_sync } = followedPlatform().abi;
-    // Their syncs are plain `aio_fsync`s: not where a full-sync step must follow each.
-    const plain = full_sync === null || !fullSync;
-    this.#pipelined = features.fsync_after_queued_writes && plain;
-    this.#ahead = features.fd_requests_in_order && plain;
+    this.#plainSyncs = full_sync === null || !fullSync;
+    this.#pipelined = features.fsync_after_queued_writes && this.#plainSyncs;
+    this.#ahead = features.fd_requests_in_order && this.#plainSyncs;
+    this.#space = chunk === false
+      ? undefined
+      : new Space(fd, path, chunk, position, (error) => this.#fail([], error));
+  }
+
+  /** Allocates the first chunk ahead of the records; rejects with the failure, if any. */
+  async allocateAhead(): Promise<void> {
+    this.#space?.reserved(this.#position);
+    await this.#space?.idle();
+    if (this.#failure !== undefined) throw this.#failure;
   }
 
   append(data: Uint8Array | string): Promise<void> {
@@ -150,6 +285,13 @@ class Log implements AioLog {
       bytes = toData(data);
     } catch (error) {
       return Promise.reject(error);
+    }
+    if (this.format === "framed" && bytes.length > MAX_RECORD_LENGTH) {
+      return Promise.reject(
+        new RangeError(
+          `Invalid data: a record of a framed log holds at most ${MAX_RECORD_LENGTH} bytes, received ${bytes.length}`,
+        ),
+      );
     }
     if (this.#closing !== undefined) {
       return Promise.reject(new AioError(native().abi.constants.EBADF, "write", { fd: this.#fd, path: this.path }));
@@ -200,23 +342,11 @@ class Log implements AioLog {
   async #flushInTurn(): Promise<void> {
     while (this.#queue.length > 0 && this.#failure === undefined) {
       await this.#linger();
+      await this.#waitForSpace();
+      if (this.#failure !== undefined) break;
       const batch = this.#queue;
       this.#queue = [];
-      if (this.#pipelined) {
-        await this.#commit(batch, undefined).settled;
-        continue;
-      }
-      const began = performance.now();
-      try {
-        const buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
-        await logHooks.io(writeAll(this.#fd, buffer, this.#position), "write");
-        await logHooks.io(fdatasync(this.#fd, { fullSync: this.#fullSync }), "sync");
-        this.#position += buffer.length;
-      } catch (error) {
-        this.#fail(batch, error);
-        break;
-      }
-      this.#settled(batch, began);
+      await this.#commit(batch, undefined).settled;
     }
   }
 
@@ -249,6 +379,7 @@ class Log implements AioLog {
       // The batch two back has left libc (the last one's write ran after its sync); its callers
       // settle before a third batch goes in.
       await before;
+      await this.#waitForSpace();
       if (this.#failure !== undefined) break;
       const batch = this.#queue;
       this.#queue = [];
@@ -264,57 +395,104 @@ class Log implements AioLog {
     await last?.settled;
   }
 
+  /** Waits while the records queued would be written where space is being allocated by hand. */
+  async #waitForSpace(): Promise<void> {
+    if (this.#space === undefined) return;
+    for (;;) {
+      let end = this.#position;
+      for (const entry of this.#queue) end += this.#encodedSize(entry.bytes);
+      const gate = this.#space.gate(end);
+      if (gate === undefined) return;
+      await gate;
+    }
+  }
+
+  #encodedSize(record: Uint8Array): number {
+    return this.format === "framed" ? frameSize(record.length) : record.length;
+  }
+
+  /** The bytes of `batch` as the file holds them. */
+  #encode(batch: readonly Entry[]): Uint8Array {
+    if (this.format === "plain" && batch.length === 1) return batch[0].bytes;
+    let length = 0;
+    for (const entry of batch) length += this.#encodedSize(entry.bytes);
+    const buffer = logHooks.allocate(length);
+    let offset = 0;
+    for (const entry of batch) {
+      if (this.format === "framed") {
+        offset = encodeFrame(buffer, offset, entry.bytes);
+      } else {
+        buffer.set(entry.bytes, offset);
+        offset += entry.bytes.length;
+      }
+    }
+    return buffer;
+  }
+
+  /** The sync of a batch's write. */
+  #sync(): Promise<unknown> {
+    // Not through fdatasync() where no full-sync step follows: it holds a sync back while another
+    // of the fd is in flight, and the batch queued ahead must go in behind the one in libc.
+    const sync: Promise<unknown> = this.#plainSyncs
+      ? submitWith(undefined, () => AioRequest.fsync(this.#fd, "dsync"))
+      : fdatasync(this.#fd, { fullSync: this.#fullSync });
+    return logHooks.io(sync, "sync");
+  }
+
   /**
-   * Submits `batch`'s `aio_write` and its `aio_fsync(O_DSYNC)` back to back: libc runs the sync
-   * only after the write (`features.fsync_after_queued_writes`), so the sync covers it, and
-   * libc's worker starts it as the write returns, with no round trip through the JavaScript
-   * thread between them. `written` resolves with `true` once the batch's bytes are all in the
-   * file (a short write continued, then synced again), with `false` if the write failed.
-   * `settled` resolves once the callers of the batch were resolved or rejected (the write's
-   * failure first, then the sync's), after those of `previous`.
+   * Writes `batch` after the records before it and makes it durable. With nothing of the log in
+   * libc and at most `DIRECT_WRITE_MAX` bytes, the write is made from the JavaScript thread and
+   * only the sync is submitted. Otherwise `aio_write`, then `aio_fsync(O_DSYNC)`: back to back
+   * where libc runs the sync only after the write (`features.fsync_after_queued_writes`, so the
+   * sync covers it and libc's worker starts it as the write returns), else once the write is
+   * done. A short `aio_write` is continued, then synced again. `settled` resolves once the
+   * callers of the batch were resolved or rejected (the write's failure first, then the sync's),
+   * after those of `previous`.
    */
-  #commit(batch: Entry[], previous: Promise<void> | undefined): { written: Promise<boolean>; settled: Promise<void> } {
+  #commit(batch: Entry[], previous: Promise<void> | undefined): Commit {
     const began = performance.now();
     let buffer: Uint8Array;
     try {
-      buffer = batch.length === 1 ? batch[0].bytes : concat(batch);
+      buffer = this.#encode(batch);
     } catch (error) {
       // Nothing was submitted: the batch fails, and with it the log.
-      const settled = (async (): Promise<void> => {
-        await previous;
-        if (this.#failure !== undefined) { for (const entry of batch) entry.reject(this.#failure); }
-        else this.#fail(batch, error);
-      })();
-      return { written: Promise.resolve(false), settled };
+      return this.#rejected(batch, error, previous);
     }
     const position = this.#position;
-    const wrote = logHooks.io(write(this.#fd, buffer, position), "write");
-    // Not through fdatasync(), which holds a sync back while another of the fd is in flight.
-    const datasync = (): Promise<number> =>
-      logHooks.io(submitWith(undefined, () => AioRequest.fsync(this.#fd, "dsync")), "sync");
-    const sync = datasync();
-    /** Whether the write came short and was continued. */
-    const writing = (async (): Promise<boolean> => {
-      const done = await wrote;
-      if (done <= 0 && buffer.length > 0) {
-        // A regular file never takes 0 bytes of a non-empty write (as writeAll()).
-        throw new AioError(native().abi.constants.EIO, "write", { fd: this.#fd });
+    const direct = this.#inLibc === 0 && buffer.length <= logHooks.directWriteMax;
+    if (direct) {
+      try {
+        writeFdSync(this.#fd, buffer, position, this.path);
+      } catch (error) {
+        return this.#rejected(batch, error, previous);
       }
-      if (done < buffer.length) {
-        await logHooks.io(writeAll(this.#fd, buffer.subarray(done), position + done), "write");
+    }
+    this.#position += buffer.length;
+    this.#space?.reserved(this.#position);
+    this.#inLibc++;
+    /** Resolves with whether a short write was continued (after the sync: a second sync is due). */
+    let writing: Promise<boolean>;
+    let sync: Promise<unknown>;
+    if (direct) {
+      writing = logHooks.io(Promise.resolve(false), "write");
+      sync = this.#sync();
+    } else {
+      const wrote = logHooks.io(write(this.#fd, buffer, position), "write");
+      if (this.#pipelined) {
+        sync = this.#sync();
+        writing = this.#continueWrite(wrote, buffer, position);
+      } else {
+        writing = this.#continueWrite(wrote, buffer, position).then(() => false);
+        sync = writing.then(() => this.#sync());
       }
-      this.#position = position + buffer.length;
-      return done < buffer.length;
-    })();
+    }
     const settled = (async (): Promise<void> => {
       let failure: { error: unknown } | undefined;
       const [continued, synced] = await Promise.allSettled([writing, sync]);
       if (continued.status === "rejected") failure = { error: continued.reason };
       else if (synced.status === "rejected") failure = { error: synced.reason };
-      else if (continued.value) {
-        // The continued part of a short write came after the sync: sync again.
-        await datasync().catch((error) => failure = { error });
-      }
+      else if (continued.value) await this.#sync().catch((error) => failure = { error });
+      this.#inLibc--;
       await previous;
       if (this.#failure !== undefined) { for (const entry of batch) entry.reject(this.#failure); }
       else if (failure !== undefined) this.#fail(batch, failure.error);
@@ -323,9 +501,31 @@ class Log implements AioLog {
     return { written: writing.then(() => true, () => false), settled };
   }
 
+  /** The rest of a write after `wrote`; resolves with whether it came short and was continued. */
+  async #continueWrite(wrote: Promise<number>, buffer: Uint8Array, position: number): Promise<boolean> {
+    const done = await wrote;
+    if (done <= 0 && buffer.length > 0) {
+      // A regular file never takes 0 bytes of a non-empty write (as writeAll()).
+      throw new AioError(native().abi.constants.EIO, "write", { fd: this.#fd });
+    }
+    if (done === buffer.length) return false;
+    await logHooks.io(writeAll(this.#fd, buffer.subarray(done), position + done), "write");
+    return true;
+  }
+
+  /** A batch that failed before anything was submitted: it fails the log, after `previous` settled. */
+  #rejected(batch: readonly Entry[], error: unknown, previous: Promise<void> | undefined): Commit {
+    const settled = (async (): Promise<void> => {
+      await previous;
+      if (this.#failure !== undefined) { for (const entry of batch) entry.reject(this.#failure); }
+      else this.#fail(batch, error);
+    })();
+    return { written: Promise.resolve(false), settled };
+  }
+
   /** The first failure: final for the log; rejects `batch` and everything queued. */
   #fail(batch: readonly Entry[], error: unknown): void {
-    this.#failure = toAioError(error, "write", this.path, this.#fd);
+    this.#failure ??= toAioError(error, "write", this.path, this.#fd);
     for (const entry of batch) entry.reject(this.#failure);
     for (const entry of this.#queue) entry.reject(this.#failure);
     this.#queue = [];
@@ -381,11 +581,13 @@ class Log implements AioLog {
 
   /**
    * Every append made before it settles first. Each batch's callers settle only once its
-   * requests are final, so then nothing of the log is left in libc and the fd can be closed.
+   * requests are final, and an allocation in flight ends first, so then nothing of the log is
+   * left in libc or off the JavaScript thread and the fd can be closed.
    */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       if (this.#unsettled > 0) await new Promise<void>((resolve) => this.#drained = resolve);
+      await this.#space?.idle();
       await closeFd(this.#fd, this.path);
     })();
   }
@@ -395,16 +597,41 @@ class Log implements AioLog {
   }
 }
 
-function concat(entries: readonly Entry[]): Uint8Array {
-  let length = 0;
-  for (const entry of entries) length += entry.bytes.length;
-  const buffer = logHooks.allocate(length);
-  let offset = 0;
-  for (const entry of entries) {
-    buffer.set(entry.bytes, offset);
-    offset += entry.bytes.length;
+/** `options.format`. */
+function toFormat(value: unknown, name = "options.format"): LogFormat {
+  if (value === undefined) return "framed";
+  if (value !== "framed" && value !== "plain") {
+    throw new TypeError(`Invalid ${name}: expected "framed" or "plain", received ${describe(value)}`);
   }
-  return buffer;
+  return value;
+}
+
+/** `options.preallocate`: bytes per chunk, or `false`. */
+function toPreallocate(value: unknown, format: LogFormat): number | false {
+  if (value === undefined) return format === "framed" ? DEFAULT_PREALLOCATE : false;
+  if (value === false) return false;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Invalid options.preallocate: expected a number of bytes or false, received ${describe(value)}`,
+    );
+  }
+  if (!Number.isSafeInteger(value) || value < 4096 || value > 2 ** 40) {
+    throw new RangeError(`Invalid options.preallocate: expected an integer from 4096 to ${2 ** 40}, received ${value}`);
+  }
+  if (format === "plain") {
+    throw new RangeError(
+      "Invalid options.preallocate: only the framed format allocates space ahead (a plain log's size is its content)",
+    );
+  }
+  return value;
+}
+
+/** Reads `fd` with `aio_read`, its errors as AioError naming `path`. */
+function reader(fd: number, path: string): (buffer: Uint8Array, position: number) => Promise<number> {
+  return (buffer, position) =>
+    AioRequest.read(fd, buffer, position).done.catch((error) => {
+      throw toAioError(error, "read", path, fd);
+    });
 }
 
 /**
@@ -412,21 +639,27 @@ function concat(entries: readonly Entry[]): Uint8Array {
  * record is durable; appends made while a batch is being synced share the next write and the
  * next `fdatasync` (group commit), so many concurrent writers cost few syncs.
  *
- * The file holds exactly the records appended, in call order, with nothing added between them:
- * frame them yourself (a newline after each JSON record, a length prefix...). New records go
- * after the file's current end (the file is opened with `O_APPEND`, so a batch never overwrites
- * what another writer appended; one log per file is what keeps the records together). The
- * file's directory is synced before the log resolves (whoever created the file may not have
- * done it), so the file's name survives a power cut as the records do.
+ * Framed (the default), each record is stored with its length and a CRC32C, and `readLog()`
+ * yields exactly the records appended, in call order, whatever bytes they hold (the format is
+ * documented byte by byte in the README). Opening an existing log walks it to its end (reading
+ * it whole once): a torn last record, left by a crash, is cut off durably before the log
+ * resolves; a corrupted record before valid ones rejects with a `CorruptLogError` naming its
+ * offset, as does a file that is not a framed log. The file is allocated ahead of the records in
+ * chunks (`options.preallocate`), so each batch's `fdatasync` commits the records and nothing
+ * else; its size includes that space.
  *
- * A crash can leave the end of the file torn: records of the last batch (or two, where the next
- * was queued behind the sync) whole, one cut short, or missing (none of them was acknowledged).
- * Read records back with `readLog()`, which stops at the first incomplete one. Give
- * `options.separator` to have the log cut such a torn record off when it opens the file (else
- * new records would be appended right after its bytes).
+ * Plain (`format: "plain"`), the file holds exactly the records appended, in call order, with
+ * nothing between them: end each with a separator of your own (`"\n"` for JSON lines). New
+ * records go after the file's current end (the file is opened with `O_APPEND`). Give
+ * `options.separator` to have a torn last record cut off when the log opens.
+ *
+ * Either way, the file's directory is synced before the log resolves (whoever created the file
+ * may not have done it), so its name survives a power cut as the records do. A crash can leave
+ * the end of the file torn: records of the last batch (or two, where the next was queued behind
+ * the sync) whole, one cut short, or missing; none of them was acknowledged.
  *
  * Rejects with TypeError or RangeError naming a bad argument, AioError (`path`, `syscall`) if
- * the file cannot be opened.
+ * the file cannot be opened, read, allocated or synced, and CorruptLogError.
  *
  * @example Many concurrent writers, few syncs
  * ```ts ignore
@@ -434,44 +667,102 @@ function concat(entries: readonly Entry[]): Uint8Array {
  *
  * await using log = await openLog("events.log");
  * await Promise.all(
- *   Array.from({ length: 100 }, (_, i) => log.append(JSON.stringify({ i }) + "\n")),
+ *   Array.from({ length: 100 }, (_, i) => log.append(JSON.stringify({ i }))),
  * ); // every record is durable here: one write and one fdatasync, not 100
  * ```
  *
  * @param path The log file's path, or a `file:` URL.
- * @param options `mode` of a created file, `fullSync` (macOS), `separator` (cut a torn last
- * record off).
+ * @param options `format`, `mode` of a created file, `fullSync` (macOS), `preallocate`
+ * (framed), `separator` (plain: cut a torn last record off).
  */
 export async function openLog(path: string | URL, options?: OpenLogOptions): Promise<AioLog> {
   const file = toPath(path);
   const given = toOptions<OpenLogOptions>(options);
+  const format = toFormat(given.format);
   const mode = toMode(given.mode, 0o666);
   const fullSync = toFullSync(given.fullSync);
+  const chunk = toPreallocate(given.preallocate, format);
+  if (format === "framed" && given.separator !== undefined) {
+    throw new TypeError(
+      'Invalid options.separator: a framed log frames each record and has no separator (give format: "plain")',
+    );
+  }
   const separator = given.separator === undefined ? undefined : toSeparator(given.separator);
   native();
-  // Read access too when a torn tail may have to be found.
-  const access = separator === undefined ? O.O_WRONLY : O.O_RDWR;
-  const fd = await openFd(file, access | O.O_APPEND | O.O_CREAT, mode);
+  // The plain format appends; the framed one writes at its own positions, inside allocated space.
+  const flags = format === "plain"
+    ? (separator === undefined ? O.O_WRONLY : O.O_RDWR) | O.O_APPEND | O.O_CREAT
+    : O.O_RDWR | O.O_CREAT;
+  const fd = await openFd(file, flags, mode);
   try {
-    let { size } = await statFd(fd, file);
-    if (separator !== undefined && size > 0) {
-      const end = await lastRecordEnd(fd, file, size, separator);
-      if (end < size) {
-        await truncateFd(fd, end, file);
-        await fdatasync(fd, { fullSync }).catch((error) => {
-          throw toAioError(error, "fdatasync", file, fd);
-        });
-        size = end;
-      }
+    const { size } = await statFd(fd, file);
+    const end = format === "plain"
+      ? await plainEnd(fd, file, size, separator)
+      : await framedEnd(fd, file, size);
+    if (end < size) await truncateFd(fd, end, file);
+    const log = new Log(fd, file, format, end, fullSync, chunk);
+    await log.allocateAhead();
+    // The header, the cut and the allocation made durable (with fsync: sizes and allocation are
+    // metadata), then (whoever created the file: this call, an earlier one that crashed before
+    // syncing, another program may not have synced its directory) the file's name: without it,
+    // acknowledged records could vanish with it.
+    if (end !== size || format === "framed") {
+      await fsync(fd, { fullSync }).catch((error) => {
+        throw toAioError(error, "fsync", file, fd);
+      });
     }
-    // Whoever created the file (this call, an earlier one that crashed before syncing, another
-    // program) may not have synced its directory: without that, acknowledged records could
-    // vanish with the file's name.
     await syncDir(parentOf(file), { fullSync });
-    return new Log(fd, file, size, fullSync);
+    return log;
   } catch (error) {
     await closeFd(fd, file).catch(() => {});
     throw error;
+  }
+}
+
+/**
+ * Where a plain log's records end: just after the last `separator`, or the end of the file
+ * without one.
+ */
+async function plainEnd(fd: number, path: string, size: number, separator: Uint8Array | undefined): Promise<number> {
+  if (separator === undefined || size === 0) return size;
+  return await lastRecordEnd(fd, path, size, separator);
+}
+
+/**
+ * Where a framed log's records end, after its header: found by walking every frame. A new file
+ * (or one a crash left with zeros where the header goes) gets its header here.
+ */
+async function framedEnd(fd: number, path: string, size: number): Promise<number> {
+  const read = reader(fd, path);
+  const head = new Uint8Array(Math.min(size, HEADER_SIZE));
+  for (let filled = 0; filled < head.length;) filled += await read(head.subarray(filled), filled);
+  const kind = headerKind(head);
+  if (kind === "empty") {
+    // From the JavaScript thread (16 bytes into the page cache), with write(2) at the offset of a
+    // descriptor just opened: 0.
+    writeFdSync(fd, encodeHeader(), undefined, path);
+    return HEADER_SIZE;
+  }
+  checkHeader(kind, head, path);
+  const walk = walkFrames(read, size, path, 1 << 20);
+  for (;;) {
+    const step = await walk.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** Throws CorruptLogError unless `head` is a framed log's header of the version this module writes. */
+function checkHeader(kind: "log" | "other", head: Uint8Array, path: string): void {
+  if (kind === "other") {
+    throw new CorruptLogError(
+      path,
+      0,
+      'it does not start with a framed log\'s header (a log of plain records opens with format: "plain")',
+    );
+  }
+  const version = headerVersion(head);
+  if (version !== LOG_VERSION) {
+    throw new CorruptLogError(path, 8, `its format version is ${version}; this module reads version ${LOG_VERSION}`);
   }
 }
 
@@ -525,8 +816,14 @@ export function parentOf(path: string): string {
 /** Options of `readLog()`. */
 export interface ReadLogOptions {
   /**
-   * What ends every record (a string as UTF-8, or bytes). Default `"\n"`. The records are
-   * yielded without it; bytes after the last one are a torn record and are not yielded.
+   * The log's format. Default: framed if the file starts with a framed log's header, else
+   * plain (as when `separator` is given).
+   */
+  format?: LogFormat;
+  /**
+   * A plain log: what ends every record (a string as UTF-8, or bytes). Default `"\n"`. The
+   * records are yielded without it; bytes after the last one are a torn record and are not
+   * yielded.
    */
   separator?: Uint8Array | string;
   /** Bytes read per request. Default 65536. */
@@ -534,26 +831,35 @@ export interface ReadLogOptions {
 }
 
 /**
- * Reads back the records of a log whose every record ends with `separator`: yields each record
- * (without its separator) in order, and stops at the end of the last complete one, so a record
- * cut short by a crash is never yielded. Reads with `aio_read`.
+ * Reads back the records of a log, in order, with `aio_read`.
  *
- * @example Replay a JSON-lines log after a restart
+ * A framed log (the default format of `openLog()`, recognized by its header): yields each record
+ * as it was appended, and stops at the end of the log (space allocated ahead reads as the end)
+ * or at a record torn by a crash. A corrupted record before valid ones throws a
+ * `CorruptLogError` naming its offset: it is never skipped in silence. A plain log: yields each
+ * record without its `separator`, and stops at the end of the last complete one, so a record cut
+ * short by a crash is never yielded.
+ *
+ * @example Replay a log after a restart
  * ```ts ignore
  * import { readLog } from "@posix/aio";
  *
  * const decoder = new TextDecoder();
- * for await (const record of readLog("events.log", { separator: "\n" })) {
+ * for await (const record of readLog("events.log")) {
  *   console.log(JSON.parse(decoder.decode(record)));
  * }
  * ```
  *
  * @param path The log file's path, or a `file:` URL.
- * @param options `separator` (default `"\n"`) and `chunkSize`.
+ * @param options `format`, `separator` (plain; default `"\n"`) and `chunkSize`.
  */
 export async function* readLog(path: string | URL, options?: ReadLogOptions): AsyncGenerator<Uint8Array, void> {
   const file = toPath(path);
   const given = toOptions<ReadLogOptions>(options);
+  const asked = given.format === undefined ? undefined : toFormat(given.format);
+  if (asked === "framed" && given.separator !== undefined) {
+    throw new TypeError('Invalid options.separator: a framed log has no separator (give format: "plain")');
+  }
   const separator = given.separator === undefined ? new Uint8Array([10]) : toSeparator(given.separator);
   const chunkSize = given.chunkSize ?? 65536;
   if (typeof chunkSize !== "number") {
@@ -564,39 +870,60 @@ export async function* readLog(path: string | URL, options?: ReadLogOptions): As
   }
   const handle: AioFile = await open(file, { read: true });
   try {
-    // The bytes not yielded yet are buffer[start, end). The buffer grows by doubling and is
-    // compacted only once half of it was consumed, and each byte is searched once (the last
-    // `separator.length - 1` twice): a record far longer than `chunkSize` is read in linear time.
-    let buffer = new Uint8Array(chunkSize);
-    let start = 0;
-    let end = 0;
-    let position = 0;
-    for (;;) {
-      if (buffer.length - end < chunkSize) {
-        const live = end - start;
-        if (live <= buffer.length / 2 && live + chunkSize <= buffer.length) {
-          buffer.copyWithin(0, start, end);
-        } else {
-          const grown = new Uint8Array(Math.max(buffer.length * 2, live + chunkSize));
-          grown.set(buffer.subarray(start, end));
-          buffer = grown;
-        }
-        start = 0;
-        end = live;
-      }
-      const bytes = await handle.read(buffer.subarray(end, end + chunkSize), position);
-      if (bytes === 0) return;
-      position += bytes;
-      let from = Math.max(start, end - separator.length + 1);
-      end += bytes;
-      const view = buffer.subarray(0, end);
-      for (let at = indexOf(view, separator, from); at >= 0; at = indexOf(view, separator, from)) {
-        yield buffer.slice(start, at);
-        start = from = at + separator.length;
-      }
+    const read = (buffer: Uint8Array, position: number): Promise<number> => handle.read(buffer, position);
+    const { size } = await statFd(handle.fd, file);
+    const head = new Uint8Array(Math.min(size, HEADER_SIZE));
+    for (let filled = 0; filled < head.length;) filled += await read(head.subarray(filled), filled);
+    const kind = headerKind(head);
+    const format = asked ?? (given.separator === undefined && kind === "log" ? "framed" : "plain");
+    if (format === "framed") {
+      if (kind === "empty") return;
+      checkHeader(kind, head, file);
+      for await (const { record } of walkFrames(read, size, file, chunkSize)) yield record;
+    } else {
+      yield* plainRecords(read, separator, chunkSize);
     }
   } finally {
     await handle.close();
+  }
+}
+
+/** The records of a plain log, each without its separator, up to the end of the last complete one. */
+async function* plainRecords(
+  read: (buffer: Uint8Array, position: number) => Promise<number>,
+  separator: Uint8Array,
+  chunkSize: number,
+): AsyncGenerator<Uint8Array, void> {
+  // The bytes not yielded yet are buffer[start, end). The buffer grows by doubling and is
+  // compacted only once half of it was consumed, and each byte is searched once (the last
+  // `separator.length - 1` twice): a record far longer than `chunkSize` is read in linear time.
+  let buffer = new Uint8Array(chunkSize);
+  let start = 0;
+  let end = 0;
+  let position = 0;
+  for (;;) {
+    if (buffer.length - end < chunkSize) {
+      const live = end - start;
+      if (live <= buffer.length / 2 && live + chunkSize <= buffer.length) {
+        buffer.copyWithin(0, start, end);
+      } else {
+        const grown = new Uint8Array(Math.max(buffer.length * 2, live + chunkSize));
+        grown.set(buffer.subarray(start, end));
+        buffer = grown;
+      }
+      start = 0;
+      end = live;
+    }
+    const bytes = await read(buffer.subarray(end, end + chunkSize), position);
+    if (bytes === 0) return;
+    position += bytes;
+    let from = Math.max(start, end - separator.length + 1);
+    end += bytes;
+    const view = buffer.subarray(0, end);
+    for (let at = indexOf(view, separator, from); at >= 0; at = indexOf(view, separator, from)) {
+      yield buffer.slice(start, at);
+      start = from = at + separator.length;
+    }
   }
 }
 

@@ -60,7 +60,7 @@ export async function fullSync(loaded: Loaded, fd: number): Promise<void> {
   if (commands === null) return;
   const { EINVAL, ENOTSUP, EOPNOTSUPP, ENOTTY } = loaded.abi.constants;
   for (const command of [commands.F_FULLFSYNC, commands.F_BARRIERFSYNC]) {
-    const { result, errno } = await loaded.c.fcntl(fd, command);
+    const { result, errno } = await loaded.c.fcntl(fd, command, loaded.backend.NULL);
     if (result !== -1) return;
     const refused = errno === undefined || errno === EINVAL || errno === ENOTSUP || errno === EOPNOTSUPP
       || errno === ENOTTY;

@@ -100,14 +100,38 @@ async function traced(name: string, options: string[], args: string[]) {
   }
 }
 
+/** A way the log runs: its format, and whether small batches are written from the JavaScript thread. */
+interface LogVariant {
+  readonly format: "framed" | "plain";
+  /** `direct`: as the log does (small batches from the JavaScript thread); `aio`: every batch with aio_write. */
+  readonly path: "direct" | "aio";
+}
+
+/** Each format, each way of writing a batch. */
+const LOG_VARIANTS: readonly LogVariant[] = [
+  { format: "plain", path: "direct" },
+  { format: "plain", path: "aio" },
+  { format: "framed", path: "direct" },
+  { format: "framed", path: "aio" },
+];
+
+const variantName = ({ format, path }: LogVariant): string =>
+  `${format}, ${path === "direct" ? "direct write" : "aio_write"}`;
+
+const variantFlags = ({ format, path }: LogVariant): string[] => [`--format=${format}`, `--path=${path}`];
+
 /**
  * The log fixture in `mode` (tests/fixtures/durable_log.ts) under strace, writes and syncs of its
  * file traced, `inject` (an strace injection) applied to them.
  */
-function tracedLog(dir: string, mode: string, inject: string): ReturnType<typeof traced> {
+function tracedLog(dir: string, mode: string, inject: string, variant: LogVariant): ReturnType<typeof traced> {
   const options = ["-P", path.join(dir, "log"), "-e", "trace=pwrite64,write,fdatasync", "-e", `inject=${inject}`];
-  return traced("durable_log.ts", options, [mode, dir]);
+  return traced("durable_log.ts", options, [mode, dir, ...variantFlags(variant)]);
 }
+
+/** The calls that wrote records (not a framed log's header) in a trace. */
+const recordWrites = (calls: Call[], marker: string): Call[] =>
+  calls.filter((call) => (call.name === "pwrite64" || call.name === "write") && call.args.includes(marker));
 
 /** Skips a test whose strace injection counts calls (`when=1`): strace counts them per thread. */
 const countsCalls = skip
@@ -128,104 +152,124 @@ async function rejectsWith(
 // ---------------------------------------------------------------------------------------------
 // The proof, with strace.
 
-test(
-  "each acknowledged record was written, then fdatasync(2) of that fd returned, before its promise resolved",
-  async () => {
-    await withDir(async (dir) => {
-      const trace = "trace=pwrite64,write,fdatasync,fsync,openat,open";
-      const { result, calls } = await traced("durable_log.ts", ["-e", trace], ["order", dir]);
-      assert.equal(result.status, 0, result.stderr);
-      const report = lastJson<{ ids: string[]; exact: boolean; pending: number; allocated: number }>(result);
-      assert.equal(report.exact, true, "the file is the records concatenated in call order");
-      assert.deepEqual([report.pending, report.allocated], [0, 0]);
-      const log = openedFd(calls, path.join(dir, "log"));
-      const acks = openedFd(calls, path.join(dir, "acks"));
-      const writes = onFd(calls, ["pwrite64", "write"], log.fd, log.call.exit);
-      const syncs = onFd(calls, ["fdatasync"], log.fd, log.call.exit);
-      const acked = onFd(calls, ["write", "pwrite64"], acks.fd, acks.call.exit);
-      assert.equal(acked.length, 200, "200 acknowledgements");
-      const dirOpen = openedFd(calls, dir, log.call.exit);
-      const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
-      assert.ok(dirSync?.ret === "0", "openLog() created the file, so it synced the directory");
-      assert.ok(dirSync.exit < Math.min(...acked.map((ack) => ack.entry)), "before any acknowledgement");
-      assert.ok(
-        writes.length >= 1 && writes.length <= 10,
-        `10 ticks of appends make at most 10 batches (${writes.length})`,
-      );
-      assert.equal(syncs.length, writes.length, "one fdatasync per batch write");
-      for (const ack of acked) {
-        const id = /"ack ([\d.]+)\\n"/.exec(ack.args)![1];
-        const holding = writes.filter((write) => write.args.includes(`<rec-${id};>`));
-        assert.equal(holding.length, 1, `record ${id} is in exactly one write`);
-        const [write] = holding;
-        assert.ok(write.exit < ack.entry && /^\d+$/.test(write.ret), `record ${id}: its write returned before the ack`);
-        const length = Number(/, (\d+)(, \d+)?$/.exec(write.args)![1]);
-        assert.equal(Number(write.ret), length, `record ${id}: the write was whole`);
-        // The log may submit the sync before the write returned (features.fsync_after_queued_writes):
-        // what counts is that libc ran the fdatasync(2) only after the pwrite64 of the record returned.
-        const sync = syncs.find((sync) => sync.entry > write.exit && sync.exit < ack.entry && sync.ret === "0");
+for (const variant of LOG_VARIANTS) {
+  test(
+    `each acknowledged record was written, then fdatasync(2) of that fd returned, before its promise resolved (${
+      variantName(variant)
+    })`,
+    async () => {
+      await withDir(async (dir) => {
+        const trace = "trace=pwrite64,write,fdatasync,fsync,openat,open";
+        const { result, calls } = await traced("durable_log.ts", ["-e", trace], [
+          "order",
+          dir,
+          ...variantFlags(variant),
+        ]);
+        assert.equal(result.status, 0, result.stderr);
+        const report = lastJson<{ ids: string[]; exact: boolean; pending: number; allocated: number }>(result);
+        assert.equal(report.exact, true, "the file is the records concatenated in call order");
+        assert.deepEqual([report.pending, report.allocated], [0, 0]);
+        const log = openedFd(calls, path.join(dir, "log"));
+        const acks = openedFd(calls, path.join(dir, "acks"));
+        const writes = recordWrites(onFd(calls, ["pwrite64", "write"], log.fd, log.call.exit), "<rec-");
+        const syncs = onFd(calls, ["fdatasync"], log.fd, writes[0]?.entry ?? log.call.exit);
+        const acked = onFd(calls, ["write", "pwrite64"], acks.fd, acks.call.exit);
+        assert.equal(acked.length, 200, "200 acknowledgements");
+        const dirOpen = openedFd(calls, dir, log.call.exit);
+        const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
+        assert.ok(dirSync?.ret === "0", "openLog() created the file, so it synced the directory");
+        assert.ok(dirSync.exit < Math.min(...acked.map((ack) => ack.entry)), "before any acknowledgement");
         assert.ok(
-          sync !== undefined,
-          `record ${id}: an fdatasync(${log.fd}) started after its write and returned 0 before the ack`,
+          writes.length >= 1 && writes.length <= 10,
+          `10 ticks of appends make at most 10 batches (${writes.length})`,
         );
-      }
-    });
-  },
-  { skip },
-);
+        assert.equal(syncs.length, writes.length, "one fdatasync per batch write");
+        for (const ack of acked) {
+          const id = /"ack ([\d.]+)\\n"/.exec(ack.args)![1];
+          const holding = writes.filter((write) => write.args.includes(`<rec-${id};>`));
+          assert.equal(holding.length, 1, `record ${id} is in exactly one write`);
+          const [write] = holding;
+          assert.ok(
+            write.exit < ack.entry && /^\d+$/.test(write.ret),
+            `record ${id}: its write returned before the ack`,
+          );
+          const length = Number(/, (\d+)(, \d+)?$/.exec(write.args)![1]);
+          assert.equal(Number(write.ret), length, `record ${id}: the write was whole`);
+          // The log may submit the sync before the write returned (features.fsync_after_queued_writes):
+          // what counts is that libc ran the fdatasync(2) only after the pwrite64 of the record returned.
+          const sync = syncs.find((sync) => sync.entry > write.exit && sync.exit < ack.entry && sync.ret === "0");
+          assert.ok(
+            sync !== undefined,
+            `record ${id}: an fdatasync(${log.fd}) started after its write and returned 0 before the ack`,
+          );
+        }
+      });
+    },
+    { skip },
+  );
+}
 
-test(
-  "openLog() on a file that exists already (created without a sync) syncs its directory before any acknowledgement",
-  async () => {
-    await withDir(async (dir) => {
-      const trace = "trace=pwrite64,write,fdatasync,fsync,openat,open";
-      const { result, calls } = await traced("durable_log.ts", ["-e", trace], ["order", dir, "existing"]);
-      assert.equal(result.status, 0, result.stderr);
-      assert.equal(lastJson<{ exact: boolean }>(result).exact, true);
-      const log = openedFd(calls, path.join(dir, "log"));
-      const acks = openedFd(calls, path.join(dir, "acks"));
-      const acked = onFd(calls, ["write", "pwrite64"], acks.fd, acks.call.exit);
-      assert.equal(acked.length, 200, "200 acknowledgements");
-      const dirOpen = openedFd(calls, dir, log.call.exit);
-      const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
-      assert.ok(dirSync?.ret === "0", "the directory of the file found was synced");
-      assert.ok(dirSync.exit < Math.min(...acked.map((ack) => ack.entry)), "before any acknowledgement");
-    });
-  },
-  { skip },
-);
+for (const format of ["framed", "plain"] as const) {
+  test(
+    `openLog() (${format}) on a file that exists already (created without a sync) syncs its directory before any acknowledgement`,
+    async () => {
+      await withDir(async (dir) => {
+        const trace = "trace=pwrite64,write,fdatasync,fsync,openat,open";
+        const { result, calls } = await traced("durable_log.ts", ["-e", trace], [
+          "order",
+          dir,
+          "existing",
+          `--format=${format}`,
+        ]);
+        assert.equal(result.status, 0, result.stderr);
+        assert.equal(lastJson<{ exact: boolean }>(result).exact, true);
+        const log = openedFd(calls, path.join(dir, "log"));
+        const acks = openedFd(calls, path.join(dir, "acks"));
+        const acked = onFd(calls, ["write", "pwrite64"], acks.fd, acks.call.exit);
+        assert.equal(acked.length, 200, "200 acknowledgements");
+        const dirOpen = openedFd(calls, dir, log.call.exit);
+        const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
+        assert.ok(dirSync?.ret === "0", "the directory of the file found was synced");
+        assert.ok(dirSync.exit < Math.min(...acked.map((ack) => ack.entry)), "before any acknowledgement");
+      });
+    },
+    { skip },
+  );
+}
 
-test(
-  "openLog(): on a slow device, writers that append again just after their batch share one batch per round",
-  async () => {
-    await withDir(async (dir) => {
-      // 16 writers, 10 rounds: each appends again a macrotask after its append resolved (as
-      // clients of a server do). Without waiting for them, the first one back would start a
-      // batch of its own and the others the next (19 syncs seen); the log waits a little for
-      // the callers of the last batch instead.
-      const options = ["-e", "trace=openat,open,fdatasync", "-e", "inject=fdatasync:delay_exit=1000"];
-      const { result, calls } = await traced("durable_log.ts", options, ["clients", dir]);
-      assert.equal(result.status, 0, result.stderr);
-      const report = lastJson<{ exact: boolean; pending: number; allocated: number }>(result);
-      assert.equal(report.exact, true, "the file is the records in call order");
-      assert.deepEqual([report.pending, report.allocated], [0, 0]);
-      const log = openedFd(calls, path.join(dir, "log"));
-      const syncs = onFd(calls, ["fdatasync"], log.fd, log.call.exit);
-      assert.ok(
-        syncs.length >= 10 && syncs.length <= 13,
-        `10 rounds: 10 batches, a few more at most (${syncs.length})`,
-      );
-    });
-  },
-  {
-    // Measured under qemu-aarch64 (Deno), the old log and the new alike: 19-20 syncs, the writers'
-    // next appends come back later than the commit delay's bound (2 ms).
-    skip: skip
-      || (emulator === undefined
-        ? false
-        : `under ${emulator} the writers come back later than the commit delay's 2 ms`),
-  },
-);
+for (const format of ["framed", "plain"] as const) {
+  test(
+    `openLog() (${format}): on a slow device, writers that append again just after their batch share one batch per round`,
+    async () => {
+      await withDir(async (dir) => {
+        // 16 writers, 10 rounds: each appends again a macrotask after its append resolved (as
+        // clients of a server do). Without waiting for them, the first one back would start a
+        // batch of its own and the others the next (19 syncs seen); the log waits a little for
+        // the callers of the last batch instead.
+        const options = ["-e", "trace=openat,open,fdatasync", "-e", "inject=fdatasync:delay_exit=1000"];
+        const { result, calls } = await traced("durable_log.ts", options, ["clients", dir, `--format=${format}`]);
+        assert.equal(result.status, 0, result.stderr);
+        const report = lastJson<{ exact: boolean; pending: number; allocated: number }>(result);
+        assert.equal(report.exact, true, "the file is the records in call order");
+        assert.deepEqual([report.pending, report.allocated], [0, 0]);
+        const log = openedFd(calls, path.join(dir, "log"));
+        const syncs = onFd(calls, ["fdatasync"], log.fd, log.call.exit);
+        assert.ok(
+          syncs.length >= 10 && syncs.length <= 13,
+          `10 rounds: 10 batches, a few more at most (${syncs.length})`,
+        );
+      });
+    },
+    {
+      // Measured under qemu-aarch64 (Deno), the old log and the new alike: 19-20 syncs, the writers'
+      // next appends come back later than the commit delay's bound (2 ms).
+      skip: skip
+        || (emulator === undefined
+          ? false
+          : `under ${emulator} the writers come back later than the commit delay's 2 ms`),
+    },
+  );
+}
 
 test("writeFileAtomic: write, fdatasync, rename, then fsync of the directory, before it resolves", async () => {
   await withDir(async (dir) => {
@@ -277,47 +321,52 @@ test(
   { skip },
 );
 
-for (
-  const [syscall, error] of [["write", "EIO"], ["write", "ENOSPC"], ["fdatasync", "EIO"], ["fdatasync", "ENOSPC"]]
-) {
-  // The log's file is opened O_APPEND: glibc writes it with pwrite64, musl with write.
-  const injected = syscall === "write" ? "pwrite64,write" : syscall;
-  test(
-    `${error} injected into the log's ${syscall}${
-      syscall === "write" ? " (100 ms late, the batch's sync queued behind it)" : ""
-    }: every caller of the batch and every later append reject with it`,
-    async () => {
-      await withDir(async (dir) => {
-        // A failing write returns late, so the sync submitted right behind it is surely queued.
-        const late = syscall === "write" ? ":delay_exit=100000" : "";
-        const { result, calls } = await tracedLog(dir, "fault", `${injected}:error=${error}${late}`);
-        assert.equal(result.status, 0, result.stderr);
-        const operation = syscall;
-        assert.deepEqual(lastJson(result), {
-          rejected: 10,
-          failure: `${error}:${operation}:true`,
-          sameError: true,
-          laterSame: true,
-          healthy: "ok",
-          pending: 0,
-          allocated: 0,
+for (const variant of LOG_VARIANTS) {
+  for (
+    const [syscall, error] of [["write", "EIO"], ["write", "ENOSPC"], ["fdatasync", "EIO"], ["fdatasync", "ENOSPC"]]
+  ) {
+    // A plain log's file is opened O_APPEND: glibc's aio_write writes it with pwrite64, musl's
+    // with write. A framed log's header is written with write: records always with pwrite64.
+    const injected = syscall === "fdatasync" ? syscall : variant.format === "plain" ? "pwrite64,write" : "pwrite64";
+    const direct = variant.path === "direct";
+    test(
+      `${error} injected into the log's ${syscall}${
+        syscall === "write" && !direct ? " (100 ms late, the batch's sync queued behind it)" : ""
+      } (${variantName(variant)}): every caller of the batch and every later append reject with it`,
+      async () => {
+        await withDir(async (dir) => {
+          // A failing aio_write returns late, so the sync submitted right behind it is surely queued.
+          const late = syscall === "write" ? ":delay_exit=100000" : "";
+          const { result, calls } = await tracedLog(dir, "fault", `${injected}:error=${error}${late}`, variant);
+          assert.equal(result.status, 0, result.stderr);
+          const operation = syscall;
+          assert.deepEqual(lastJson(result), {
+            rejected: 10,
+            failure: `${error}:${operation}:true`,
+            sameError: true,
+            laterSame: true,
+            healthy: "ok",
+            pending: 0,
+            allocated: 0,
+          });
+          const writes = recordWrites(calls, "record ");
+          const syncs = calls.filter((call) => call.name === "fdatasync");
+          assert.equal(writes.length, 1, "one write for the batch of 10, none after the failure");
+          // Where the log submits the batch's sync right behind its aio_write, that sync was queued
+          // before the write failed: libc runs it after the write, and still the batch rejects. A
+          // write from the JavaScript thread fails before any sync is submitted.
+          const queued = syscall === "write" && !direct && native().abi.features.fsync_after_queued_writes;
+          assert.equal(
+            syncs.length,
+            syscall === "write" && !queued ? 0 : 1,
+            queued ? "only the sync queued with the write, none after the failure" : "none after the failure",
+          );
+          if (syncs.length === 1) assert.ok(syncs[0].entry > writes[0].exit, "the sync ran after the write returned");
         });
-        const writes = calls.filter((call) => call.name === "pwrite64" || call.name === "write");
-        const syncs = calls.filter((call) => call.name === "fdatasync");
-        assert.equal(writes.length, 1, "one write for the batch of 10, none after the failure");
-        // Where the log submits the batch's sync right behind its write, that sync was queued
-        // before the write failed: libc runs it after the write, and still the batch rejects.
-        const queued = syscall === "write" && native().abi.features.fsync_after_queued_writes;
-        assert.equal(
-          syncs.length,
-          syscall === "write" && !queued ? 0 : 1,
-          queued ? "only the sync queued with the write, none after the failure" : "none after the failure",
-        );
-        if (syncs.length === 1) assert.ok(syncs[0].entry > writes[0].exit, "the sync ran after the write returned");
-      });
-    },
-    { skip },
-  );
+      },
+      { skip },
+    );
+  }
 }
 
 for (
@@ -351,69 +400,91 @@ for (
   );
 }
 
-test(
-  "a batch appended while the sync before it is held, then fails: it rejects with that failure, even where its own sync succeeded",
-  async () => {
-    await withDir(async (dir) => {
-      // The first batch's sync is held 1.5 s, then fails: the second batch is appended meanwhile.
-      const { result, calls } = await tracedLog(dir, "ahead", "fdatasync:error=EIO:delay_enter=1500000:when=1");
-      assert.equal(result.status, 0, result.stderr);
-      const report = lastJson<Record<string, unknown>>(result);
-      const ahead = native().abi.features.fd_requests_in_order;
-      const first = "<a-0;><a-1;><a-2;><a-3;><a-4;><a-5;><a-6;><a-7;><a-8;><a-9;>";
-      const second = first.replaceAll("a-", "b-");
-      assert.deepEqual(report, {
-        // In order (glibc): the second batch went in behind the held sync, its write and its sync.
-        inLibc: ahead ? 3 : 1,
-        failure: "EIO:fdatasync",
-        sameError: true,
-        laterSame: true,
-        content: ahead ? first + second : first,
-        pending: 0,
-        allocated: 0,
+for (const variant of LOG_VARIANTS) {
+  test(
+    `a batch appended while the sync before it is held, then fails: it rejects with that failure, even where its own sync succeeded (${
+      variantName(variant)
+    })`,
+    async () => {
+      await withDir(async (dir) => {
+        // The first batch's sync is held 1.5 s, then fails: the second batch is appended meanwhile.
+        const inject = "fdatasync:error=EIO:delay_enter=1500000:when=1";
+        const { result, calls } = await tracedLog(dir, "ahead", inject, variant);
+        assert.equal(result.status, 0, result.stderr);
+        const report = lastJson<Record<string, unknown>>(result);
+        const ahead = native().abi.features.fd_requests_in_order;
+        const first = "<a-0;><a-1;><a-2;><a-3;><a-4;><a-5;><a-6;><a-7;><a-8;><a-9;>";
+        const second = first.replaceAll("a-", "b-");
+        assert.deepEqual(report, {
+          // In order (glibc): the second batch went in behind the held sync, its write and its sync.
+          inLibc: ahead ? 3 : 1,
+          failure: "EIO:fdatasync",
+          sameError: true,
+          laterSame: true,
+          content: ahead ? first + second : first,
+          pending: 0,
+          allocated: 0,
+        });
+        const seen = recordWrites(calls, "-0;>").concat(calls.filter((call) => call.name === "fdatasync"))
+          .sort((a, b) => a.entry - b.entry)
+          .map((call) => `${call.name === "write" ? "pwrite64" : call.name} = ${call.ret}`);
+        // Ten records of 6 bytes: 60 bytes plain, 10 frames of 8 + 8 bytes framed.
+        const batch = variant.format === "plain" ? 60 : 160;
+        assert.deepEqual(
+          seen,
+          ahead
+            ? [
+              `pwrite64 = ${batch}`,
+              "fdatasync = -1 EIO (Input/output error) (INJECTED) (DELAYED)",
+              `pwrite64 = ${batch}`,
+              "fdatasync = 0",
+            ]
+            : [`pwrite64 = ${batch}`, "fdatasync = -1 EIO (Input/output error) (INJECTED) (DELAYED)"],
+          "libc ran the second batch after the failed sync, and its sync succeeded, yet it rejected",
+        );
       });
-      const seen = calls.map((call) => `${call.name === "write" ? "pwrite64" : call.name} = ${call.ret}`);
-      assert.deepEqual(
-        seen,
-        ahead
-          ? [
-            "pwrite64 = 60",
-            "fdatasync = -1 EIO (Input/output error) (INJECTED) (DELAYED)",
-            "pwrite64 = 60",
-            "fdatasync = 0",
-          ]
-          : ["pwrite64 = 60", "fdatasync = -1 EIO (Input/output error) (INJECTED) (DELAYED)"],
-        "libc ran the second batch after the failed sync, and its sync succeeded, yet it rejected",
-      );
-    });
-  },
-  { skip: countsCalls },
-);
+    },
+    { skip: countsCalls },
+  );
+}
 
-test(
-  "openLog(): a short batch write is continued, then synced again, before the batch resolves",
-  async () => {
-    await withDir(async (dir) => {
-      const { result, calls } = await tracedLog(dir, "short", "pwrite64:retval=3:when=1");
-      assert.equal(result.status, 0, result.stderr);
-      const report = lastJson<{ outcomes: string[]; content: string; records: string; pending: number }>(result);
-      assert.deepEqual(report.outcomes, Array(10).fill("ok"));
-      // strace skipped the first call (O_APPEND: nothing was written); the rest was appended.
-      assert.equal(report.content, report.records.slice(3));
-      const seen = calls.filter((call) => call.name !== "write").map((call) => `${call.name} = ${call.ret}`);
-      const rest = `pwrite64 = ${report.records.length - 3}`;
-      // With the sync queued behind the write, it runs after the short write, and again after the rest.
-      assert.deepEqual(
-        seen,
-        native().abi.features.fsync_after_queued_writes
-          ? ["pwrite64 = 3 (INJECTED)", "fdatasync = 0", rest, "fdatasync = 0"]
-          : ["pwrite64 = 3 (INJECTED)", rest, "fdatasync = 0"],
-      );
-      assert.equal(report.pending, 0);
-    });
-  },
-  { skip: countsCalls },
-);
+for (const variant of LOG_VARIANTS) {
+  test(
+    `openLog(): a short batch write is continued, then synced again, before the batch resolves (${
+      variantName(variant)
+    })`,
+    async () => {
+      await withDir(async (dir) => {
+        const { result, calls } = await tracedLog(dir, "short", "pwrite64:retval=3:when=1", variant);
+        assert.equal(result.status, 0, result.stderr);
+        const report = lastJson<{ outcomes: string[]; content?: string; records: string; pending: number }>(result);
+        assert.deepEqual(report.outcomes, Array(10).fill("ok"));
+        // strace skipped the first call (nothing was written) and said 3 bytes were. Plain (O_APPEND):
+        // the rest was appended. Framed: the rest was written 3 bytes further on (the 3 bytes strace
+        // did not write read as zeros, so the file is not a valid log: no content to compare).
+        if (variant.format === "plain") assert.equal(report.content, report.records.slice(3));
+        const writes = calls.filter((call) => call.name === "pwrite64");
+        const size = variant.format === "plain" ? report.records.length : 160;
+        const seen = calls.filter((call) => call.name !== "write").map((call) => `${call.name} = ${call.ret}`);
+        const rest = `pwrite64 = ${size - 3}`;
+        // With the sync queued behind an aio_write, it runs after the short write, and again after
+        // the rest; a write from the JavaScript thread is continued at once, then synced.
+        assert.deepEqual(
+          seen,
+          variant.path === "aio" && native().abi.features.fsync_after_queued_writes
+            ? ["pwrite64 = 3 (INJECTED)", "fdatasync = 0", rest, "fdatasync = 0"]
+            : ["pwrite64 = 3 (INJECTED)", rest, "fdatasync = 0"],
+        );
+        if (variant.format === "framed") {
+          const offset = (call: Call): number => Number(/, (\d+)$/.exec(call.args)![1]);
+          assert.equal(offset(writes[1]), offset(writes[0]) + 3, "the rest goes 3 bytes after the start");
+        }
+        assert.equal(report.pending, 0);
+      });
+    },
+    { skip: countsCalls },
+  );
+}
 
 test(
   "AioFile.write() continues a short write (strace makes the first pwrite64 return 3) until all is written",
@@ -520,12 +591,12 @@ test("AioFile.write() writes everything and close() waits for the operations sta
 // ---------------------------------------------------------------------------------------------
 // openLog() and readLog().
 
-test("openLog(): concurrent appends land in call order with nothing between them; reopening appends after", async () => {
+test("openLog() (plain): concurrent appends land in call order with nothing between them; reopening appends after", async () => {
   await withDir(async (dir) => {
     const file = path.join(dir, "events.log");
     const expected: string[] = [];
     {
-      await using log = await openLog(file);
+      await using log = await openLog(file, { format: "plain" });
       assert.equal(log.path, file);
       const pending: Promise<void>[] = [];
       for (let i = 0; i < 500; i++) {
@@ -537,7 +608,7 @@ test("openLog(): concurrent appends land in call order with nothing between them
       await within(Promise.all(pending), 30_000, "500 appends");
     }
     assert.equal(fs.readFileSync(file, "utf8"), expected.join(""));
-    const again = await openLog(file);
+    const again = await openLog(file, { format: "plain" });
     await again.append("last\n");
     await again.close();
     await rejectsWith(again.append("after close\n"), AioError, /^EBADF/);
@@ -549,11 +620,11 @@ test("openLog(): concurrent appends land in call order with nothing between them
   await quiescent();
 });
 
-test("openLog({ separator }): a torn last record left by a crash is cut off before new appends", async () => {
+test('openLog({ format: "plain", separator }): a torn last record left by a crash is cut off before new appends', async () => {
   await withDir(async (dir) => {
     const file = path.join(dir, "torn.log");
     fs.writeFileSync(file, "one\ntwo\nthr");
-    const log = await openLog(file, { separator: "\n" });
+    const log = await openLog(file, { format: "plain", separator: "\n" });
     await log.append("four\n");
     await log.close();
     assert.equal(fs.readFileSync(file, "utf8"), "one\ntwo\nfour\n", "the new record does not join the torn one");
@@ -563,16 +634,16 @@ test("openLog({ separator }): a torn last record left by a crash is cut off befo
     // The last separator across the boundary of the 64 KiB windows read backwards.
     const filler = "x".repeat(100_000);
     fs.writeFileSync(file, `a<|>${filler}<|>${"y".repeat(65_535)}`);
-    await (await openLog(file, { separator: new TextEncoder().encode("<|>") })).close();
+    await (await openLog(file, { format: "plain", separator: new TextEncoder().encode("<|>") })).close();
     assert.equal(fs.statSync(file).size, 4 + filler.length + 3);
     fs.writeFileSync(file, "no separator at all");
-    await (await openLog(pathToFileURL(file), { separator: "\n" })).close();
+    await (await openLog(pathToFileURL(file), { format: "plain", separator: "\n" })).close();
     assert.equal(fs.statSync(file).size, 0, "no complete record: nothing kept");
     fs.writeFileSync(file, "whole\n");
-    await (await openLog(file, { separator: "\n" })).close();
+    await (await openLog(file, { format: "plain", separator: "\n" })).close();
     assert.equal(fs.readFileSync(file, "utf8"), "whole\n", "a file ending with a separator is kept");
     fs.writeFileSync(file, "kept as it is");
-    await (await openLog(file)).close();
+    await (await openLog(file, { format: "plain" })).close();
     assert.equal(fs.readFileSync(file, "utf8"), "kept as it is", "without separator nothing is cut");
   });
   await quiescent();
@@ -581,7 +652,7 @@ test("openLog({ separator }): a torn last record left by a crash is cut off befo
 test("openLog(): a buffer appended is copied at once; close() waits for the appends made", async () => {
   await withDir(async (dir) => {
     const file = path.join(dir, "copied.log");
-    const log = await openLog(file);
+    const log = await openLog(file, { format: "plain" });
     const buffer = new TextEncoder().encode("first\n");
     const first = log.append(buffer);
     buffer.fill(0x78);
@@ -598,7 +669,7 @@ test("openLog() and writeFileAtomic(): a Node Buffer given is copied at once, no
     // Buffer's slice() is a view of the same memory: copying with it would write what the caller
     // put in its buffer after the call.
     const file = path.join(dir, "buffer.log");
-    const log = await openLog(file);
+    const log = await openLog(file, { format: "plain" });
     const record = Buffer.from("first\n");
     const appended = log.append(record);
     record.write("XXXXX\n");
@@ -785,8 +856,16 @@ test("bad input to every new function rejects with TypeError/RangeError naming t
       [() => openLog(null as unknown as string), TypeError, /^Invalid path: .*null/],
       [() => openLog(file, { mode: 1.5 }), RangeError, /^Invalid options\.mode: .*1\.5/],
       [() => openLog(file, { fullSync: "no" as unknown as boolean }), TypeError, /^Invalid options\.fullSync/],
-      [() => openLog(file, { separator: "" }), RangeError, /^Invalid options\.separator: expected at least one byte/],
-      [() => openLog(file, { separator: 10 as unknown as string }), TypeError, /^Invalid options\.separator: .*10/],
+      [
+        () => openLog(file, { format: "plain", separator: "" }),
+        RangeError,
+        /^Invalid options\.separator: expected at least one byte/,
+      ],
+      [
+        () => openLog(file, { format: "plain", separator: 10 as unknown as string }),
+        TypeError,
+        /^Invalid options\.separator: .*10/,
+      ],
       [() => readLog(file, { separator: "" }).next(), RangeError, /^Invalid options\.separator/],
       [() => readLog(file, { separator: 10 as unknown as string }).next(), TypeError, /^Invalid options\.separator/],
       [() => readLog(file, { chunkSize: 0 }).next(), RangeError, /^Invalid options\.chunkSize/],

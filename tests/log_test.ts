@@ -11,7 +11,7 @@ import fc from "fast-check";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { AioError, openLog } from "../mod.ts";
+import { AioError, type LogFormat, openLog, readLog } from "../mod.ts";
 import { logHooks } from "../src/log.ts";
 import { followPlatform } from "../src/sync.ts";
 import { type Loaded, native } from "../src/target.ts";
@@ -37,84 +37,106 @@ const GAPS: Gap[] = [
   { kind: "timeout" },
 ];
 
-/** The records of a file written by the tests below: `<id>` each. */
-function recordsOf(file: string): string[] {
-  return fs.readFileSync(file, "utf8").match(/<[^<>]*>/g) ?? [];
+const decoder = new TextDecoder();
+
+/**
+ * The records of a log written by the tests below, `<id>` each: as `readLog()` yields them from
+ * a framed log, as the text of a plain one shows them.
+ */
+async function recordsOf(file: string, format: LogFormat): Promise<string[]> {
+  if (format === "plain") return fs.readFileSync(file, "utf8").match(/<[^<>]*>/g) ?? [];
+  const records: string[] = [];
+  for await (const record of readLog(file)) records.push(decoder.decode(record));
+  return records;
 }
 
-test("openLog(): an append made any number of microtasks or macrotasks after a batch settled settles too", async () => {
-  await withDir(async (dir) => {
-    // A lone writer that awaits its append, does a little other async work, then appends again:
-    // the second append once came in the window after the flush's last look at its queue and
-    // before it marked itself done, and waited for ever for a flush that never came.
-    for (const gap of GAPS) {
-      const file = path.join(dir, `gap-${gap.kind}-${gap.kind === "micro" ? gap.count : 0}.log`);
-      const log = await openLog(file);
-      await within(log.append("<a>"), 10_000, `the first append (${JSON.stringify(gap)})`);
-      await pause(gap);
-      await within(log.append("<b>"), 10_000, `an append after a gap of ${JSON.stringify(gap)}`);
-      await pause(gap);
-      const third = log.append("<c>");
-      // close() right behind it waits for it.
-      await within(log.close(), 10_000, `close() after a gap of ${JSON.stringify(gap)}`);
-      await third;
-      assert.deepEqual(recordsOf(file), ["<a>", "<b>", "<c>"], JSON.stringify(gap));
-    }
-  });
-  await quiescent();
-});
+const FORMATS: readonly LogFormat[] = ["framed", "plain"];
 
-test("openLog(): close() resolves only after every append made before it settled, whatever the gap", async () => {
-  await withDir(async (dir) => {
-    for (const gap of GAPS) {
-      const file = path.join(dir, "close.log");
-      fs.rmSync(file, { force: true });
-      const log = await openLog(file);
-      await log.append("<a>");
-      await pause(gap);
-      const order: string[] = [];
-      const appended = log.append("<b>").then(() => order.push("append"), () => order.push("append rejected"));
-      await within(log.close().then(() => order.push("close")), 10_000, `close() (${JSON.stringify(gap)})`);
-      await appended;
-      assert.deepEqual(order, ["append", "close"], JSON.stringify(gap));
-      assert.deepEqual(recordsOf(file), ["<a>", "<b>"], `the record made before close() is in the file (${gap.kind})`);
-    }
-  });
-  await quiescent();
-});
-
-test("openLog(): a batch whose buffer cannot be allocated rejects its callers and fails the log", async () => {
-  const original = logHooks.allocate;
-  const unhandled: unknown[] = [];
-  const onUnhandled = (event: unknown): void => void unhandled.push(event);
-  process.on("unhandledRejection", onUnhandled);
-  try {
+for (const format of FORMATS) {
+  test(`openLog() (${format}): an append made any number of microtasks or macrotasks after a batch settled settles too`, async () => {
     await withDir(async (dir) => {
-      const file = path.join(dir, "alloc.log");
-      const log = await openLog(file);
-      await log.append("<ok>");
-      const failure = new RangeError("Array buffer allocation failed");
-      logHooks.allocate = () => {
-        throw failure;
-      };
-      // Three appends in one tick: one batch, built by concatenation.
-      const batch = ["<1>", "<2>", "<3>"].map((record) => log.append(record).then(() => "resolved", (error) => error));
-      const outcomes = await within(Promise.all(batch), 10_000, "the batch's callers");
-      assert.deepEqual(outcomes, [failure, failure, failure], "each caller of the batch rejects with the error");
-      logHooks.allocate = original;
-      await assert.rejects(log.append("<later>"), (error) => error === failure, "the failure is final for the log");
-      await within(log.close(), 10_000, "close()");
-      assert.deepEqual(recordsOf(file), ["<ok>"]);
-      // Give any stray rejection the time to be reported (a macrotask is enough in both runtimes).
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      assert.deepEqual(unhandled, [], "no rejection left unhandled");
+      // A lone writer that awaits its append, does a little other async work, then appends again:
+      // the second append once came in the window after the flush's last look at its queue and
+      // before it marked itself done, and waited for ever for a flush that never came.
+      for (const gap of GAPS) {
+        const file = path.join(dir, `gap-${gap.kind}-${gap.kind === "micro" ? gap.count : 0}.log`);
+        const log = await openLog(file, { format });
+        await within(log.append("<a>"), 10_000, `the first append (${JSON.stringify(gap)})`);
+        await pause(gap);
+        await within(log.append("<b>"), 10_000, `an append after a gap of ${JSON.stringify(gap)}`);
+        await pause(gap);
+        const third = log.append("<c>");
+        // close() right behind it waits for it.
+        await within(log.close(), 10_000, `close() after a gap of ${JSON.stringify(gap)}`);
+        await third;
+        assert.deepEqual(await recordsOf(file, format), ["<a>", "<b>", "<c>"], JSON.stringify(gap));
+      }
     });
-  } finally {
-    logHooks.allocate = original;
-    process.off("unhandledRejection", onUnhandled);
-  }
-  await quiescent();
-});
+    await quiescent();
+  });
+}
+
+for (const format of FORMATS) {
+  test(`openLog() (${format}): close() resolves only after every append made before it settled, whatever the gap`, async () => {
+    await withDir(async (dir) => {
+      for (const gap of GAPS) {
+        const file = path.join(dir, "close.log");
+        fs.rmSync(file, { force: true });
+        const log = await openLog(file, { format });
+        await log.append("<a>");
+        await pause(gap);
+        const order: string[] = [];
+        const appended = log.append("<b>").then(() => order.push("append"), () => order.push("append rejected"));
+        await within(log.close().then(() => order.push("close")), 10_000, `close() (${JSON.stringify(gap)})`);
+        await appended;
+        assert.deepEqual(order, ["append", "close"], JSON.stringify(gap));
+        assert.deepEqual(
+          await recordsOf(file, format),
+          ["<a>", "<b>"],
+          `the record made before close() is in the file (${gap.kind})`,
+        );
+      }
+    });
+    await quiescent();
+  });
+}
+
+for (const format of FORMATS) {
+  test(`openLog() (${format}): a batch whose buffer cannot be allocated rejects its callers and fails the log`, async () => {
+    const original = logHooks.allocate;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (event: unknown): void => void unhandled.push(event);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      await withDir(async (dir) => {
+        const file = path.join(dir, "alloc.log");
+        const log = await openLog(file, { format });
+        await log.append("<ok>");
+        const failure = new RangeError("Array buffer allocation failed");
+        logHooks.allocate = () => {
+          throw failure;
+        };
+        // Three appends in one tick: one batch, built by concatenation.
+        const batch = ["<1>", "<2>", "<3>"].map((record) =>
+          log.append(record).then(() => "resolved", (error) => error)
+        );
+        const outcomes = await within(Promise.all(batch), 10_000, "the batch's callers");
+        assert.deepEqual(outcomes, [failure, failure, failure], "each caller of the batch rejects with the error");
+        logHooks.allocate = original;
+        await assert.rejects(log.append("<later>"), (error) => error === failure, "the failure is final for the log");
+        await within(log.close(), 10_000, "close()");
+        assert.deepEqual(await recordsOf(file, format), ["<ok>"]);
+        // Give any stray rejection the time to be reported (a macrotask is enough in both runtimes).
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.deepEqual(unhandled, [], "no rejection left unhandled");
+      });
+    } finally {
+      logHooks.allocate = original;
+      process.off("unhandledRejection", onUnhandled);
+    }
+    await quiescent();
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Property tests over schedules.
@@ -176,9 +198,15 @@ interface Call {
   settledAt?: number;
 }
 
-async function runScenario(dir: string, s: fc.Scheduler, scenario: Scenario, round: number): Promise<void> {
+async function runScenario(
+  dir: string,
+  format: LogFormat,
+  s: fc.Scheduler,
+  scenario: Scenario,
+  round: number,
+): Promise<void> {
   const file = path.join(dir, `p${round}.log`);
-  const log = await openLog(file);
+  const log = await openLog(file, { format });
   const fails = new Set(scenario.failAt);
   const injected = new AioError(native().abi.constants.EIO, "fdatasync", { path: file });
   let ios = 0;
@@ -244,7 +272,7 @@ async function runScenario(dir: string, s: fc.Scheduler, scenario: Scenario, rou
   }
   // Acknowledged records are the file's first records, in call order; after them only records
   // whose appends rejected (a failed batch, or one in libc behind it), in call order.
-  const inFile = recordsOf(file);
+  const inFile = await recordsOf(file, format);
   const acknowledged = calls.filter((call) => call.outcome === "resolved").map((call) => call.id);
   assert.deepEqual(inFile.slice(0, acknowledged.length), acknowledged, "acknowledged records first, in call order");
   const rest = inFile.slice(acknowledged.length);
@@ -300,24 +328,26 @@ function logPaths(): { name: string; platform: () => Loaded }[] {
   });
 }
 
-for (const { name, platform } of logPaths()) {
-  test(`openLog(): property (${name}): every append settles, close() waits, the file holds the acknowledged records`, async () => {
-    const previous = followPlatform(platform);
-    await withDir(async (dir) => {
-      let round = 0;
-      try {
-        await fc.assert(
-          fc.asyncProperty(fc.scheduler(), scenarioArbitrary, async (s, scenario) => {
-            await runScenario(dir, s, scenario, round++);
-          }),
-          { numRuns: 120, endOnFailure: true },
-        );
-      } finally {
-        logHooks.io = (operation) => operation;
-        logHooks.allocate = (length) => new Uint8Array(length);
-        followPlatform(previous);
-      }
+for (const format of FORMATS) {
+  for (const { name, platform } of logPaths()) {
+    test(`openLog() (${format}): property (${name}): every append settles, close() waits, the file holds the acknowledged records`, async () => {
+      const previous = followPlatform(platform);
+      await withDir(async (dir) => {
+        let round = 0;
+        try {
+          await fc.assert(
+            fc.asyncProperty(fc.scheduler(), scenarioArbitrary, async (s, scenario) => {
+              await runScenario(dir, format, s, scenario, round++);
+            }),
+            { numRuns: 120, endOnFailure: true },
+          );
+        } finally {
+          logHooks.io = (operation) => operation;
+          logHooks.allocate = (length) => new Uint8Array(length);
+          followPlatform(previous);
+        }
+      });
+      await quiescent();
     });
-    await quiescent();
-  });
+  }
 }

@@ -1,0 +1,287 @@
+/**
+ * The framed log format: what `openLog()` writes and `readLog()` walks, byte by byte.
+ *
+ * ```text
+ * file    = header frame* end
+ * header  = magic (8 bytes: 89 41 49 4f 4c 4f 47 0a, "\x89AIOLOG\n")
+ *           version (u32 little-endian: 1)
+ *           checksum (u32 little-endian: masked CRC32C of the 12 bytes before it)
+ * frame   = length (u32 little-endian: the record's byte count; the top bit is reserved, 0)
+ *           checksum (u32 little-endian: masked CRC32C of the 4 length bytes, then the record)
+ *           record (length bytes)
+ *           padding (0 to 7 zero bytes: every frame starts at a multiple of 8)
+ * end     = 8 zero bytes (space allocated ahead and never written), or the end of the file
+ * ```
+ *
+ * CRC32C is the Castagnoli CRC (reflected polynomial 0x82f63b78, as iSCSI, ext4 and LevelDB use
+ * it); masked as LevelDB masks it, `((crc >>> 15) | (crc << 17)) + 0xa282ead8` modulo 2^32, so that
+ * a record holding framed data of its own does not yield checksums that match by construction.
+ * A frame header is 8 bytes at an offset that is a multiple of 8, so no header straddles two
+ * sectors of a disk; a valid header is never all zeros (the checksum of a length of 0 is not 0),
+ * which is how space allocated ahead reads as the end.
+ *
+ * Walking a log stops at the first frame that is not valid. That frame ends the log where the
+ * crash of a writer can explain it: its header is zeros, it runs past the end of the file, it
+ * holds a 512-byte sector of zeros (space the crash left unwritten), or no valid frame follows it
+ * anywhere in the file. Otherwise it is corruption of records before valid ones, and an error
+ * naming its offset.
+ *
+ * @module
+ */
+
+/** The first 8 bytes of a framed log. */
+export const LOG_MAGIC: Uint8Array = Uint8Array.of(0x89, 0x41, 0x49, 0x4f, 0x4c, 0x4f, 0x47, 0x0a);
+/** The format's version, in the header. */
+export const LOG_VERSION = 1;
+/** Bytes of the file header. */
+export const HEADER_SIZE = 16;
+/** Bytes of a frame's header (length and checksum). */
+export const FRAME_HEADER_SIZE = 8;
+/** The longest record the format holds: the length field has 31 bits. */
+export const MAX_RECORD_LENGTH = 0x7fff_ffff;
+/** Torn writes are looked for at this granularity: a disk writes a sector whole or not at all. */
+const SECTOR = 512;
+
+const TABLES: Uint32Array[] = (() => {
+  const tables = Array.from({ length: 8 }, () => new Uint32Array(256));
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    tables[0][n] = c >>> 0;
+  }
+  for (let n = 0; n < 256; n++) {
+    for (let t = 1; t < 8; t++) tables[t][n] = (tables[t - 1][n] >>> 8) ^ tables[0][tables[t - 1][n] & 0xff];
+  }
+  return tables;
+})();
+
+/**
+ * CRC32C of `bytes`, continuing `previous` (the CRC32C of what came before them): so
+ * `crc32c(b, crc32c(a))` is the CRC32C of `a` followed by `b`.
+ */
+export function crc32c(bytes: Uint8Array, previous = 0): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES;
+  let crc = ~previous >>> 0;
+  let i = 0;
+  const length = bytes.length;
+  for (; i + 8 <= length; i += 8) {
+    const low = (crc ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24))) >>> 0;
+    crc = t7[low & 0xff] ^ t6[(low >>> 8) & 0xff] ^ t5[(low >>> 16) & 0xff] ^ t4[low >>> 24]
+      ^ t3[bytes[i + 4]] ^ t2[bytes[i + 5]] ^ t1[bytes[i + 6]] ^ t0[bytes[i + 7]];
+  }
+  for (; i < length; i++) crc = t0[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return ~crc >>> 0;
+}
+
+/** A CRC as the format stores it (LevelDB's mask). */
+export function maskCrc(crc: number): number {
+  return (((crc >>> 15) | (crc << 17)) + 0xa282ead8) >>> 0;
+}
+
+/** Bytes a record of `length` bytes takes in the file, header and padding included. */
+export function frameSize(length: number): number {
+  return FRAME_HEADER_SIZE + Math.ceil(length / 8) * 8;
+}
+
+/** The file header. */
+export function encodeHeader(): Uint8Array {
+  const header = new Uint8Array(HEADER_SIZE);
+  const view = new DataView(header.buffer);
+  header.set(LOG_MAGIC);
+  view.setUint32(8, LOG_VERSION, true);
+  view.setUint32(12, maskCrc(crc32c(header.subarray(0, 12))), true);
+  return header;
+}
+
+/** What the first bytes of a file are: a framed log's header, zeros (nothing written yet), or not a log. */
+export function headerKind(bytes: Uint8Array): "log" | "empty" | "other" {
+  if (bytes.every((byte) => byte === 0)) return "empty";
+  if (bytes.length < HEADER_SIZE) return "other";
+  const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_SIZE);
+  for (let i = 0; i < LOG_MAGIC.length; i++) if (bytes[i] !== LOG_MAGIC[i]) return "other";
+  if (view.getUint32(12, true) !== maskCrc(crc32c(bytes.subarray(0, 12)))) return "other";
+  return "log";
+}
+
+/** The version a valid header names. */
+export function headerVersion(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, HEADER_SIZE).getUint32(8, true);
+}
+
+/**
+ * Writes the frame of `record` at `at` in `into` (whose padding bytes must be zero already).
+ * Returns the offset after the frame.
+ */
+export function encodeFrame(into: Uint8Array, at: number, record: Uint8Array): number {
+  const view = new DataView(into.buffer, into.byteOffset + at, FRAME_HEADER_SIZE);
+  view.setUint32(0, record.length, true);
+  const lengthBytes = into.subarray(at, at + 4);
+  view.setUint32(4, maskCrc(crc32c(record, crc32c(lengthBytes))), true);
+  into.set(record, at + FRAME_HEADER_SIZE);
+  return at + frameSize(record.length);
+}
+
+/** Thrown when a framed log holds a corrupted record before valid ones, or is not a framed log. */
+export class CorruptLogError extends Error {
+  /** The log's path. */
+  readonly path: string;
+  /** Where the bad frame (or header) starts in the file. */
+  readonly offset: number;
+
+  /**
+   * Creates the error; its message names the log, the offset and the reason.
+   *
+   * @param path The log's path.
+   * @param offset Where the bad frame (or header) starts in the file.
+   * @param reason What is wrong there.
+   */
+  constructor(path: string, offset: number, reason: string) {
+    super(`Corrupt log ${JSON.stringify(path)} at offset ${offset}: ${reason}`);
+    this.name = "CorruptLogError";
+    this.path = path;
+    this.offset = offset;
+  }
+}
+
+/** Reads up to `buffer.length` bytes at `position`; resolves with the count (0 at the end). */
+export type ReadAt = (buffer: Uint8Array, position: number) => Promise<number>;
+
+/** Fills `buffer` from `position` as far as the file goes; resolves with the bytes read. */
+async function readFully(read: ReadAt, buffer: Uint8Array, position: number): Promise<number> {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const bytes = await read(buffer.subarray(filled), position + filled);
+    if (bytes === 0) break;
+    filled += bytes;
+  }
+  return filled;
+}
+
+/** Whether the frame in `bytes` (header included) is valid, its length already checked. */
+function frameValid(bytes: Uint8Array, length: number): boolean {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, FRAME_HEADER_SIZE);
+  const expected = maskCrc(
+    crc32c(bytes.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + length), crc32c(bytes.subarray(0, 4))),
+  );
+  return view.getUint32(4, true) === expected;
+}
+
+/** Whether `bytes`, starting at file offset `offset`, holds a whole 512-byte sector of zeros. */
+function holdsZeroSector(bytes: Uint8Array, offset: number): boolean {
+  let start = Math.ceil(offset / SECTOR) * SECTOR - offset;
+  for (; start + SECTOR <= bytes.length; start += SECTOR) {
+    let zero = true;
+    for (let i = start; i < start + SECTOR && zero; i++) zero = bytes[i] === 0;
+    if (zero) return true;
+  }
+  return false;
+}
+
+/** Whether a valid frame starts at any multiple of 8 from `from` to the end of a file of `size` bytes. */
+async function validFrameFrom(read: ReadAt, from: number, size: number): Promise<boolean> {
+  const window = new Uint8Array(1 << 16);
+  for (let start = from; start + FRAME_HEADER_SIZE <= size; start += window.length - FRAME_HEADER_SIZE) {
+    const got = await readFully(read, window, start);
+    const view = new DataView(window.buffer, 0, got);
+    for (let at = 0; at + FRAME_HEADER_SIZE <= got; at += 8) {
+      const length = view.getUint32(at, true);
+      if (length === 0 && view.getUint32(at + 4, true) === 0) continue;
+      if (length > MAX_RECORD_LENGTH || start + at + frameSize(length) > size) continue;
+      const frame = new Uint8Array(FRAME_HEADER_SIZE + length);
+      if (await readFully(read, frame, start + at) < frame.length) continue;
+      if (frameValid(frame, length)) return true;
+    }
+    if (got < window.length) break;
+  }
+  return false;
+}
+
+/**
+ * Walks the frames of a framed log of `size` bytes from `HEADER_SIZE` on: yields each record
+ * with its offset, then returns where the log ends (just after the last valid frame: where the
+ * next record goes). Throws CorruptLogError for a corrupted record before valid ones. Reads
+ * `chunkSize` bytes at a time (more for a longer record).
+ *
+ * @param read Reads the file.
+ * @param size The file's size.
+ * @param path The file's path, for errors.
+ * @param chunkSize Bytes per read.
+ */
+export async function* walkFrames(
+  read: ReadAt,
+  size: number,
+  path: string,
+  chunkSize = 65536,
+): AsyncGenerator<{ offset: number; record: Uint8Array }, number> {
+  // The bytes read and not walked yet are buffer[start, end); buffer[start] is at file offset
+  // `offset`, and `position` is the file offset of buffer[end].
+  let buffer = new Uint8Array(Math.max(chunkSize, FRAME_HEADER_SIZE));
+  let start = 0;
+  let end = 0;
+  let offset = HEADER_SIZE;
+  let position = HEADER_SIZE;
+  /** Makes `wanted` bytes available from `start`, as far as the file goes. */
+  const fill = async (wanted: number): Promise<void> => {
+    while (end - start < wanted && position < size) {
+      if (buffer.length - end < chunkSize) {
+        // Room for one more read: compact, or grow for a record longer than the buffer.
+        const live = end - start;
+        if (live <= buffer.length / 2 && wanted + chunkSize <= buffer.length) {
+          buffer.copyWithin(0, start, end);
+        } else {
+          const grown = new Uint8Array(Math.max(buffer.length * 2, wanted + chunkSize));
+          grown.set(buffer.subarray(start, end));
+          buffer = grown;
+        }
+        start = 0;
+        end = live;
+      }
+      const bytes = await read(buffer.subarray(end, end + Math.min(buffer.length - end, size - position)), position);
+      if (bytes === 0) break;
+      end += bytes;
+      position += bytes;
+    }
+  };
+  for (;;) {
+    await fill(FRAME_HEADER_SIZE);
+    if (end - start < FRAME_HEADER_SIZE) return offset;
+    const view = new DataView(buffer.buffer, buffer.byteOffset + start, FRAME_HEADER_SIZE);
+    const length = view.getUint32(0, true);
+    // Space never written: the end.
+    if (length === 0 && view.getUint32(4, true) === 0) return offset;
+    if (length > MAX_RECORD_LENGTH) {
+      // A length no writer makes (its reserved bit set): below, torn unless valid frames follow.
+    } else if (offset + FRAME_HEADER_SIZE + length > size) {
+      // It runs past the end of the file: a write cut short.
+      return offset;
+    } else {
+      await fill(FRAME_HEADER_SIZE + length);
+      const frame = buffer.subarray(start, start + FRAME_HEADER_SIZE + length);
+      if (frameValid(frame, length)) {
+        yield { offset, record: frame.slice(FRAME_HEADER_SIZE) };
+        const total = frameSize(length);
+        offset += total;
+        if (end - start >= total) {
+          start += total;
+        } else {
+          // The padding was not read yet: go on from the next frame.
+          start = end = 0;
+          position = offset;
+        }
+        continue;
+      }
+      // Bytes that do not match their checksum, holding a sector the crash left unwritten.
+      if (holdsZeroSector(frame, offset)) return offset;
+    }
+    if (await validFrameFrom(read, offset + 8, size)) {
+      throw new CorruptLogError(
+        path,
+        offset,
+        length > MAX_RECORD_LENGTH
+          ? `a frame's length field (${length}) has its reserved bit set, and valid records follow it`
+          : "a record does not match its checksum, and valid records follow it",
+      );
+    }
+    return offset;
+  }
+}
