@@ -108,7 +108,7 @@ export function statFd(fd: number, path: string): Promise<{ size: number; mode: 
 }
 
 /** `stat(2)` through `node:fs`; `undefined` if nothing is there. */
-export function statPath(path: string): Promise<{ mode: number } | undefined> {
+export function statPath(path: string): Promise<{ mode: number; isDirectory(): boolean } | undefined> {
   return new Promise((resolve, reject) => {
     fs.stat(path, (error, stats) => {
       if (error === null) resolve(stats);
@@ -150,6 +150,16 @@ export function readLink(path: string): Promise<string | undefined> {
       else if (["EINVAL", "ENOENT"].includes((error as { code?: string }).code ?? "")) resolve(undefined);
       else reject(toAioError(error, "readlink", path));
     });
+  });
+}
+
+/**
+ * `realpath(3)` through `node:fs` (its native form: the kernel resolves `..` after a link as
+ * open(2) does, where Bun's JavaScript `fs.realpath` removes it from the text first).
+ */
+export function realPath(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    fs.realpath.native(path, (error, real) => error ? reject(toAioError(error, "realpath", path)) : resolve(real));
   });
 }
 
