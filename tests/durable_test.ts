@@ -556,7 +556,41 @@ test("open(): the flags behave as in Deno.open (append, truncate, createNew, mod
   await quiescent();
 });
 
-test("AioFile.write() writes everything and close() waits for the operations started", async () => {
+test(
+  "AioFile.close() right after a write (strace holds its pwrite64 200 ms) and a datasync: close(2) of the fd only after both returned, then the promises in order",
+  async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, "held.bin");
+      const { result, calls } = await traced("close_waits.ts", [
+        "-P",
+        file,
+        "-e",
+        "trace=openat,open,pwrite64,fdatasync,close",
+        "-e",
+        "inject=pwrite64:delay_exit=200000",
+      ], [file]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(lastJson(result), {
+        order: ["write", "datasync", "close"],
+        written: 65536,
+        after: "EBADF",
+        content: true,
+        pending: 0,
+        allocated: 0,
+      });
+      const { fd, call: opened } = openedFd(calls, file);
+      const [write] = onFd(calls, ["pwrite64"], fd, opened.exit);
+      const [sync] = onFd(calls, ["fdatasync"], fd, opened.exit);
+      const [close] = onFd(calls, ["close"], fd, opened.exit);
+      assert.ok(write?.ret.startsWith("65536") && sync?.ret === "0" && close?.ret === "0", "write, sync, close");
+      assert.ok(close.entry > write.exit, "close(2) only after the held pwrite64 returned");
+      assert.ok(close.entry > sync.exit, "and after the fdatasync returned");
+    });
+  },
+  { skip },
+);
+
+test("AioFile.write() writes everything; close() after it resolves, again at once; later calls reject", async () => {
   await withDir(async (dir) => {
     const file = path.join(dir, "big.bin");
     const handle = await open(file, { write: true, create: true });
