@@ -215,9 +215,10 @@ export interface Features {
    * first in the fd's queue and not yet started (glibc `rt/aio_misc.c`, every version to date:
    * `__aio_remove_request` marks the next request runnable but never puts it on the run list, so
    * no worker ever takes it, nor any later request on that fd number, even after the fd is closed
-   * and the number reused: all stay `EINPROGRESS` for ever). Where `true`, both layers cancel a
-   * single request only when no other request of its fd may follow it in libc, and otherwise
-   * report it as not canceled (it runs and settles as usual).
+   * and the number reused: all stay `EINPROGRESS` for ever). A request queued behind one still
+   * in flight is unlinked safely. Where `true`, both layers cancel a single request only while
+   * a request libc queues ahead of it on its fd is in flight, and otherwise report it as not
+   * canceled (it runs and settles as usual).
    */
   readonly cancel_strands_followers: boolean;
 }

@@ -14,6 +14,7 @@ import {
   O,
   openFd,
   readLink,
+  realPath,
   renamePath,
   statPath,
   toAioError,
@@ -96,40 +97,56 @@ interface Slot {
   queued: Job | undefined;
 }
 
-/** Per absolute path: the replacement in progress and the one to do next. */
+/** Per file replaced (its real path, links followed): the replacement in progress and the one to do next. */
 const slots = new Map<string, Slot>();
+
+/**
+ * Settles once the latest call has joined its file's slot. Paths resolve in any order (one
+ * through three links takes longer than one without); calls join their slots in the order they
+ * were made, so the last call made for a file is the last one written.
+ */
+let joined: Promise<void> = Promise.resolve();
 
 let counter = 0;
 
+/** Links followed at most in the last component of a path, as the kernel (`MAXSYMLINKS`). */
+const MAX_LINKS = 40;
+
 /**
- * The file a path names once its symbolic links are followed (at most 40, the kernel's own
- * limit; past that `stat` rejects with `ELOOP`), so that writing through a link
- * replaces the file it points to, as `fs.writeFile` and `Deno.writeFile` do, and keeps the link.
+ * The file that open(2) of `path` reaches, which need not exist (a dangling link names the file
+ * to create): the directory part resolved by `realpath(3)` (so that `..` after a link, and
+ * relative links inside linked directories, lead where the kernel takes them), then each link
+ * of the last component followed from the real directory that holds it, at most 40 (then
+ * `ELOOP`). A name that can only be a directory (`name/`, `.`, `..`, `/`) rejects with `EISDIR`.
  */
-async function followLinks(path: string): Promise<string> {
-  let current = path;
-  for (let hops = 0; hops < 40; hops++) {
-    const link = await readLink(current);
-    if (link === undefined) return current;
-    current = pathModule.resolve(pathModule.dirname(current), link);
+async function resolveTarget(path: string): Promise<string> {
+  const { EISDIR, ELOOP } = native().abi.constants;
+  let spelled = path;
+  for (let links = 0;; links++) {
+    const cut = spelled.lastIndexOf("/");
+    const name = spelled.slice(cut + 1);
+    if (name === "" || name === "." || name === "..") throw new AioError(EISDIR, "open", { path });
+    const real = pathModule.join(await realPath(cut < 0 ? "." : spelled.slice(0, cut) || "/"), name);
+    const link = await readLink(real);
+    if (link === undefined) return real;
+    if (links === MAX_LINKS) throw new AioError(ELOOP, "open", { path });
+    spelled = link.startsWith("/") ? link : `${pathModule.dirname(real)}/${link}`;
   }
-  await statPath(current); // rejects with ELOOP
-  return current;
 }
 
-async function replace(path: string, job: Job): Promise<void> {
-  const target = await followLinks(path);
+async function replace(target: string, job: Job): Promise<void> {
   const dir = pathModule.dirname(target);
+  const existing = await statPath(target);
+  if (existing?.isDirectory()) throw new AioError(native().abi.constants.EISDIR, "open", { path: target });
   const random = Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, "0");
   // At most 48 characters of the name (192 bytes of UTF-8), so that the temporary file's name
   // fits NAME_MAX (255 bytes) whenever the target's does.
   const name = Array.from(pathModule.basename(target)).slice(0, 48).join("");
   const temp = pathModule.join(dir, `.${name}.${random}${(counter++).toString(16)}.tmp`);
-  const existing = job.mode === undefined ? await statPath(target) : undefined;
   const fd = await openFd(temp, O.O_WRONLY | O.O_CREAT | O.O_EXCL, job.mode ?? 0o666);
   let open = true;
   try {
-    if (existing !== undefined) await chmodFd(fd, existing.mode & 0o7777, temp);
+    if (existing !== undefined && job.mode === undefined) await chmodFd(fd, existing.mode & 0o7777, temp);
     await writeAll(fd, job.data, 0).catch((error) => {
       throw toAioError(error, "write", temp, fd);
     });
@@ -144,6 +161,7 @@ async function replace(path: string, job: Job): Promise<void> {
     await unlinkPath(temp).catch(() => {});
     throw error;
   }
+  // From here on a failure leaves the new content in place, its name not known to be durable.
   await syncDirectory(dir, job.fullSync);
 }
 
@@ -167,17 +185,43 @@ function start(key: string, slot: Slot): void {
   });
 }
 
+/** Adds a call to the slot of the file `target`: it starts a replacement, or waits for the next one. */
+function join(target: string, data: Uint8Array, mode: number | undefined, fullSync: boolean, waiter: Waiter): void {
+  const slot = slots.get(target);
+  if (slot === undefined) {
+    const fresh: Slot = { running: { data, mode, fullSync, waiters: [waiter] }, queued: undefined };
+    slots.set(target, fresh);
+    start(target, fresh);
+  } else if (slot.queued === undefined) {
+    slot.queued = { data, mode, fullSync, waiters: [waiter] };
+  } else {
+    // The waiting content is overwritten before its sync started: only the latest is written.
+    Object.assign(slot.queued, { data, mode, fullSync: slot.queued.fullSync || fullSync });
+    slot.queued.waiters.push(waiter);
+  }
+}
+
 /**
  * Replaces the file at `path` with `data` (a string as UTF-8) atomically and durably: writes a
- * temporary file in the same directory, `fdatasync`s it, renames it over `path` and syncs the
+ * temporary file in the same directory, `fdatasync`s it, renames it over the file and syncs the
  * directory, then resolves. A reader sees the old content or the new, never a mix; after a power
- * cut the file holds the old content or the new. On any failure the temporary file is removed
- * and the old file is left as it was. A symbolic link at `path` is followed (the file it points
- * to is replaced, the link stays); a directory at `path` rejects with `EISDIR`.
+ * cut the file holds the old content or the new.
  *
- * Concurrent calls for one path are coalesced: while one replacement runs, the latest data
- * given waits for the next one and earlier waiting data is skipped; each call resolves once its
- * content or a later one is durable.
+ * Symbolic links are followed as `fs.writeFile` and `Deno.writeFile` follow them (the kernel's
+ * open(2)), when the call is made: the file they lead to is replaced, in its own directory, and
+ * the links stay; a dangling link creates the file it names. A directory, or a path that can only
+ * name one (ending in `/`), rejects with `EISDIR`; a loop of links with `ELOOP`.
+ *
+ * Concurrent calls that replace one file are coalesced, whatever path each names it by: while
+ * one replacement runs, the latest data given waits for the next one and earlier waiting data
+ * is skipped; calls count in the order they were made, and each call resolves once its content
+ * or a later one is durable.
+ *
+ * A failure up to the rename (open, write, `fdatasync`, rename) rejects after removing the
+ * temporary file, the old file left as it was. A failure of the directory's sync, after the
+ * rename, rejects too (`syscall` `"fsync"` or `"open"`, `path` the directory): readers already
+ * see the new content, but after a power cut the old may come back. Treat the content as not
+ * durable: call again (a new replacement, synced again) before relying on it.
  *
  * @example Save settings
  * ```ts ignore
@@ -203,24 +247,10 @@ export async function writeFileAtomic(
   const mode = given.mode === undefined ? undefined : toMode(given.mode, 0o666);
   const fullSync = toFullSync(given.fullSync);
   native();
-  const key = pathModule.resolve(file);
-  // "name/", "name/." and "name/.." name directories (open(2) says EISDIR), never a file "name".
-  if (/(^|\/)(\.\.?)?$/.test(file) || key === pathModule.dirname(key)) {
-    throw new AioError(native().abi.constants.EISDIR, "open", { path: file });
-  }
+  const resolved = resolveTarget(file);
+  resolved.catch(() => {}); // awaited below, possibly after other calls' paths resolved
   await new Promise<void>((resolve, reject) => {
     const waiter = { resolve, reject };
-    const slot = slots.get(key);
-    if (slot === undefined) {
-      const fresh: Slot = { running: { data: bytes, mode, fullSync, waiters: [waiter] }, queued: undefined };
-      slots.set(key, fresh);
-      start(key, fresh);
-    } else if (slot.queued === undefined) {
-      slot.queued = { data: bytes, mode, fullSync, waiters: [waiter] };
-    } else {
-      // The waiting content is overwritten before its sync started: only the latest is written.
-      Object.assign(slot.queued, { data: bytes, mode, fullSync: slot.queued.fullSync || fullSync });
-      slot.queued.waiters.push(waiter);
-    }
+    joined = joined.then(() => resolved).then((target) => join(target, bytes, mode, fullSync, waiter)).catch(reject);
   });
 }

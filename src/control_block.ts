@@ -82,7 +82,7 @@ export function writeSigevent(
 const pools = new Map<number, SlotPool>();
 let inFlight = 0;
 let allocated = 0;
-/** Requests in flight per fd, over both layers (see `mayBeFollowed()`). */
+/** Requests in flight per fd, over both layers (see `cancelMayStrand()`). */
 const inFlightByFd = new Map<number, Set<ControlBlock>>();
 /** Submissions so far: each request in flight knows its place. */
 let submissions = 0;
@@ -328,17 +328,32 @@ export class ControlBlock {
   }
 
   /**
-   * Whether libc may run another request of this block's fd after this one, which is in
-   * flight: one submitted later, or one submitted earlier with a larger `aio_reqprio` (libc
-   * queues an fd's requests by priority). Requests final in libc that nobody checked yet count
-   * too. See `Features.cancel_strands_followers`.
+   * Whether glibc's `aio_cancel` of this request, in flight, could strand others
+   * (`Features.cancel_strands_followers`): it may be first in its fd's queue, not yet started
+   * (no request that libc queues ahead of it, submitted earlier on the same fd number with an
+   * `aio_reqprio` no larger, is still in flight as libc says now; one final in libc that nobody
+   * checked yet does not count), and requests are queued behind it (submitted later, or with a
+   * larger `aio_reqprio`, by either layer; final ones nobody checked yet count too). One behind a
+   * request still in flight is never first: canceling it unlinks it and strands nothing. One
+   * with nothing behind it strands nothing either.
+   *
+   * The answer holds until the request ahead finishes. Should that happen between this check
+   * and the `aio_cancel` call, a few microseconds, the worker that finished it takes this one
+   * at once (still holding libc's lock) unless another request is waiting for a worker.
    */
-  mayBeFollowed(): boolean {
+  cancelMayStrand(): boolean {
     if (this.#state !== "pending") return false;
+    const { c, abi } = this.#native;
+    let followed = false;
     for (const other of inFlightByFd.get(this.#fd) ?? []) {
-      if (other !== this && (other.#submission > this.#submission || other.#priority > this.#priority)) return true;
+      if (other === this) continue;
+      if (other.#submission < this.#submission && other.#priority <= this.#priority) {
+        if (c.aio_error(other.address) === abi.constants.EINPROGRESS) return false;
+      } else {
+        followed = true;
+      }
     }
-    return false;
+    return followed;
   }
 
   /** Marks the result taken by the caller (posix `aio_return`). */

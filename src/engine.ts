@@ -203,9 +203,9 @@ export class Engine implements Checker {
 
   /**
    * Cancels `op`: a request held back is dropped at once; one in libc goes to `aio_cancel`,
-   * unless that could strand the requests behind it (`features.cancel_strands_followers`): then
-   * it is not canceled. A canceled request is settled at once with ECANCELED. Throws AioError if
-   * libc refuses the call.
+   * unless that could strand requests behind it (`features.cancel_strands_followers`: it may be
+   * first in its fd's queue, see `ControlBlock.cancelMayStrand()`): then it is not canceled. A
+   * canceled request is settled at once with ECANCELED. Throws AioError if libc refuses the call.
    */
   cancel(op: EngineOperation): CancelResult {
     if (!this.#pending.has(op)) return "alldone";
@@ -216,8 +216,8 @@ export class Engine implements Checker {
       this.#settle(op);
       return "canceled";
     }
-    if (abi.features.cancel_strands_followers && op.block.mayBeFollowed()) {
-      // libc could strand the requests behind it on its fd for good: it runs and settles as usual.
+    if (abi.features.cancel_strands_followers && op.block.cancelMayStrand()) {
+      // libc could strand requests behind it on its fd for good: it runs and settles as usual.
       return this.check(op) ? "alldone" : "notcanceled";
     }
     const answer = c.aio_cancel(op.fd, op.block.address);

@@ -108,7 +108,7 @@ export function statFd(fd: number, path: string): Promise<{ size: number; mode: 
 }
 
 /** `stat(2)` through `node:fs`; `undefined` if nothing is there. */
-export function statPath(path: string): Promise<{ mode: number } | undefined> {
+export function statPath(path: string): Promise<{ mode: number; isDirectory(): boolean } | undefined> {
   return new Promise((resolve, reject) => {
     fs.stat(path, (error, stats) => {
       if (error === null) resolve(stats);
@@ -172,6 +172,16 @@ export function writeFdSync(fd: number, data: Uint8Array, position: number | und
     if (written <= 0) throw new AioError(native().abi.constants.EIO, "write", { fd, path });
     done += written;
   }
+}
+
+/**
+ * `realpath(3)` through `node:fs` (its native form: the kernel resolves `..` after a link as
+ * open(2) does, where Bun's JavaScript `fs.realpath` removes it from the text first).
+ */
+export function realPath(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    fs.realpath.native(path, (error, real) => error ? reject(toAioError(error, "realpath", path)) : resolve(real));
+  });
 }
 
 /** `ftruncate(2)` through `node:fs`. */

@@ -513,9 +513,11 @@ export function aio_return(aiocbp: Aiocb): number {
  * `int aio_cancel(int fildes, struct aiocb *aiocbp)`: cancels one request, or with `null`
  * every request on `fildes`. Returns `AIO_CANCELED`, `AIO_NOTCANCELED`, `AIO_ALLDONE`, or -1
  * with `errno()` (`EBADF` when `fildes` is not open; else `EINVAL` when `aiocbp.aio_fildes` is
- * not `fildes`). On glibc, one request that another request of `fildes` may follow in libc's
- * queue is not canceled (`AIO_NOTCANCELED`; it runs as usual): glibc's `aio_cancel` would leave
- * the requests behind it, and every later request on that fd, unrun for good.
+ * not `fildes`). On glibc, one request is canceled only while a request submitted before it on
+ * `fildes` is still in flight (it then waits behind that one); otherwise it may be first in
+ * `fildes`' queue, not yet started, and is not canceled (`AIO_NOTCANCELED`; it runs as usual):
+ * glibc's `aio_cancel` of such a request would leave the requests behind it, and every later
+ * request on that fd, unrun for good. `aio_cancel(fildes, null)` is passed on as it is.
  *
  * @example
  * ```ts ignore
@@ -533,9 +535,10 @@ export function aio_cancel(fildes: number, aiocbp: Aiocb | null): number {
     // POSIX: EBADF for an fd that is not open, whatever the control block says (as glibc).
     return fail(isOpen(fd) ? abi.constants.EINVAL : abi.constants.EBADF);
   }
-  if (block !== null && abi.features.cancel_strands_followers && block.mayBeFollowed()) {
-    // glibc would strand the requests queued behind it on fildes, and every later one there, for
-    // good (Features.cancel_strands_followers): it is left to run, as if already started.
+  if (block !== null && abi.features.cancel_strands_followers && block.cancelMayStrand()) {
+    // It may be first in fildes' queue, not yet started: glibc would strand the requests queued
+    // behind it, and every later one there, for good (Features.cancel_strands_followers). It is
+    // left to run, as if already started.
     if (!isOpen(fd)) return fail(abi.constants.EBADF);
     const final = c.aio_error(block.address) !== abi.constants.EINPROGRESS;
     return final ? abi.constants.AIO_ALLDONE : abi.constants.AIO_NOTCANCELED;

@@ -28,49 +28,11 @@ import {
   withDir,
   within,
 } from "./helpers.ts";
+import { type Call, parseTrace } from "./trace.ts";
 
 const skip = hasProgram("strace") ? false : "strace is not installed";
 const decoder = new TextDecoder();
 const fixture = (name: string): string => path.join(root, "tests", "fixtures", name);
-
-/** One system call seen by strace: entry and exit are line numbers of the log (same for a whole line). */
-interface Call {
-  readonly pid: string;
-  readonly name: string;
-  args: string;
-  ret: string;
-  readonly entry: number;
-  exit: number;
-}
-
-/** The calls of a `strace -f` log, `<unfinished ...>` and `<... resumed>` halves joined. */
-function parseTrace(log: string): Call[] {
-  const calls: Call[] = [];
-  const unfinished = new Map<string, Call>();
-  log.split("\n").forEach((line, index) => {
-    let match = /^(\d+)\s+<\.\.\. (\w+) resumed>(.*?)\)\s+= (.*)$/.exec(line);
-    if (match) {
-      const call = unfinished.get(match[1]);
-      if (call !== undefined) {
-        call.args += match[3];
-        call.ret = match[4];
-        call.exit = index;
-        unfinished.delete(match[1]);
-      }
-      return;
-    }
-    match = /^(\d+)\s+(\w+)\((.*) <unfinished \.\.\.>$/.exec(line);
-    if (match) {
-      const call = { pid: match[1], name: match[2], args: match[3], ret: "", entry: index, exit: -1 };
-      calls.push(call);
-      unfinished.set(match[1], call);
-      return;
-    }
-    match = /^(\d+)\s+(\w+)\((.*)\)\s+= (.*)$/.exec(line);
-    if (match) calls.push({ pid: match[1], name: match[2], args: match[3], ret: match[4], entry: index, exit: index });
-  });
-  return calls;
-}
 
 /** The fd returned by the first successful open of `file` after line `after`. */
 function openedFd(calls: Call[], file: string, after = -1): { fd: number; call: Call } {
@@ -271,41 +233,58 @@ for (const format of ["framed", "plain"] as const) {
   );
 }
 
-test("writeFileAtomic: write, fdatasync, rename, then fsync of the directory, before it resolves", async () => {
-  await withDir(async (dir) => {
-    const trace = "trace=pwrite64,write,fdatasync,fsync,rename,renameat,renameat2,openat,open";
-    const { result, calls } = await traced("durable_atomic.ts", ["-e", trace], [dir]);
-    assert.equal(result.status, 0, result.stderr);
-    assert.deepEqual(lastJson(result), {
-      outcome: "ok",
-      content: "new content",
-      files: ["marker", "target"],
-      pending: 0,
-      allocated: 0,
-    });
-    const temp = calls.find((call) =>
-      (call.name === "openat" || call.name === "open") && /\/\.target\.[0-9a-f]+\.tmp"/.test(call.args)
-      && call.args.includes("O_EXCL")
-    );
-    assert.ok(temp !== undefined, "the temporary file is created exclusively in the same directory");
-    const tempFd = Number(temp.ret);
-    const write = onFd(calls, ["pwrite64", "write"], tempFd, temp.exit).find((call) =>
-      call.args.includes('"new content"')
-    );
-    assert.ok(write !== undefined && write.ret === "11", "the content is written to the temporary file");
-    const sync = onFd(calls, ["fdatasync"], tempFd, write.exit)[0];
-    assert.ok(sync !== undefined && sync.ret === "0", "then fdatasync of it");
-    const rename = calls.find((call) => call.name.startsWith("rename") && call.entry > sync.exit);
-    assert.ok(rename !== undefined && rename.ret === "0", "then the rename");
-    assert.ok(rename.args.includes(`${path.join(dir, "target")}"`) && rename.args.includes(".tmp"));
-    const dirOpen = openedFd(calls, dir, rename.exit);
-    const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
-    assert.ok(dirSync !== undefined && dirSync.ret === "0", "then fsync of the directory");
-    const marker = openedFd(calls, path.join(dir, "marker"));
-    const done = onFd(calls, ["write", "pwrite64"], marker.fd, marker.call.exit)[0];
-    assert.ok(done !== undefined && dirSync.exit < done.entry, "all before the promise resolved");
-  });
-}, { skip });
+for (const link of [false, true]) {
+  test(
+    `writeFileAtomic${
+      link ? " through a symbolic link into another directory" : ""
+    }: write, fdatasync, rename, then fsync of the directory, before it resolves; the temporary file in the target's directory`,
+    async () => {
+      await withDir(async (dir) => {
+        const trace = "trace=pwrite64,write,fdatasync,fsync,rename,renameat,renameat2,openat,open";
+        const { result, calls } = await traced("durable_atomic.ts", ["-e", trace], link ? [dir, "link"] : [dir]);
+        assert.equal(result.status, 0, result.stderr);
+        assert.deepEqual(lastJson(result), {
+          outcome: "ok",
+          content: "new content",
+          files: link ? ["marker", "sub", "target"] : ["marker", "target"],
+          ...(link ? { link: true, inSub: ["target"] } : {}),
+          pending: 0,
+          allocated: 0,
+        });
+        // The file replaced, and its directory: the one the temporary file must be created in
+        // (rename cannot cross file systems; a name beside the link would be renamed over it
+        // from another directory), renamed in, and the directory synced.
+        const home = link ? path.join(dir, "sub") : dir;
+        const replaced = path.join(home, "target");
+        const temp = calls.find((call) =>
+          (call.name === "openat" || call.name === "open") && /\/\.target\.[0-9a-f]+\.tmp"/.test(call.args)
+          && call.args.includes("O_EXCL")
+        );
+        assert.ok(temp !== undefined, "the temporary file is created exclusively");
+        const tempPath = /"([^"]+\.tmp)"/.exec(temp.args)![1];
+        assert.equal(path.dirname(tempPath), home, "in the directory of the file replaced");
+        const tempFd = Number(temp.ret);
+        const write = onFd(calls, ["pwrite64", "write"], tempFd, temp.exit).find((call) =>
+          call.args.includes('"new content"')
+        );
+        assert.ok(write !== undefined && write.ret === "11", "the content is written to the temporary file");
+        const sync = onFd(calls, ["fdatasync"], tempFd, write.exit)[0];
+        assert.ok(sync !== undefined && sync.ret === "0", "then fdatasync of it");
+        const rename = calls.find((call) => call.name.startsWith("rename") && call.entry > sync.exit);
+        assert.ok(rename !== undefined && rename.ret === "0", "then the rename");
+        const names = [...rename.args.matchAll(/"([^"]*)"/g)].map((match) => match[1]);
+        assert.deepEqual(names, [tempPath, replaced], "of the temporary file over the file replaced");
+        const dirOpen = openedFd(calls, home, rename.exit);
+        const dirSync = onFd(calls, ["fsync"], dirOpen.fd, dirOpen.call.exit)[0];
+        assert.ok(dirSync !== undefined && dirSync.ret === "0", "then fsync of that directory");
+        const marker = openedFd(calls, path.join(dir, "marker"));
+        const done = onFd(calls, ["write", "pwrite64"], marker.fd, marker.call.exit)[0];
+        assert.ok(done !== undefined && dirSync.exit < done.entry, "all before the promise resolved");
+      });
+    },
+    { skip },
+  );
+}
 
 test(
   "writeFileAtomic: 40 calls made at once for one path resolve after two renames, the last content kept",
@@ -316,6 +295,22 @@ test(
       assert.deepEqual(lastJson(result), { ok: 40, last: true, files: ["f.json"], pending: 0 });
       const renames = calls.filter((call) => call.args.includes(`${path.join(dir, "f.json")}"`));
       assert.equal(renames.length, 2, "the first call's content, then the latest of the 39 that waited");
+    });
+  },
+  { skip },
+);
+
+test(
+  "writeFileAtomic: 40 calls made at once, every other one through a symbolic link to the file, resolve after two renames, the last content kept",
+  async () => {
+    await withDir(async (dir) => {
+      const trace = "trace=rename,renameat,renameat2";
+      const { result, calls } = await traced("atomic_coalesce.ts", ["-e", trace], [dir, "link"]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(lastJson(result), { ok: 40, last: true, files: ["f.json", "link.json"], pending: 0 });
+      const renames = calls.filter((call) => call.name.startsWith("rename"));
+      assert.equal(renames.length, 2, "one file: the first call's content, then the latest of the 39 that waited");
+      for (const rename of renames) assert.ok(rename.args.includes(`${path.join(dir, "f.json")}"`), rename.args);
     });
   },
   { skip },
@@ -399,6 +394,28 @@ for (
     { skip },
   );
 }
+
+test(
+  "writeFileAtomic with EIO injected into the directory's fsync, after the rename: rejects, the new content in place, no temporary file left",
+  async () => {
+    await withDir(async (dir) => {
+      const { result } = await traced("durable_atomic.ts", ["-e", "trace=fsync", "-e", "inject=fsync:error=EIO"], [
+        dir,
+      ]);
+      assert.equal(result.status, 0, result.stderr);
+      // What the doc comment says the caller then has: readers see the new content; its name is
+      // not known to be durable.
+      assert.deepEqual(lastJson(result), {
+        outcome: "EIO:fsync",
+        content: "new content",
+        files: ["marker", "target"],
+        pending: 0,
+        allocated: 0,
+      });
+    });
+  },
+  { skip },
+);
 
 for (const variant of LOG_VARIANTS) {
   test(
@@ -572,7 +589,41 @@ test("open(): the flags behave as in Deno.open (append, truncate, createNew, mod
   await quiescent();
 });
 
-test("AioFile.write() writes everything and close() waits for the operations started", async () => {
+test(
+  "AioFile.close() right after a write (strace holds its pwrite64 200 ms) and a datasync: close(2) of the fd only after both returned, then the promises in order",
+  async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, "held.bin");
+      const { result, calls } = await traced("close_waits.ts", [
+        "-P",
+        file,
+        "-e",
+        "trace=openat,open,pwrite64,fdatasync,close",
+        "-e",
+        "inject=pwrite64:delay_exit=200000",
+      ], [file]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(lastJson(result), {
+        order: ["write", "datasync", "close"],
+        written: 65536,
+        after: "EBADF",
+        content: true,
+        pending: 0,
+        allocated: 0,
+      });
+      const { fd, call: opened } = openedFd(calls, file);
+      const [write] = onFd(calls, ["pwrite64"], fd, opened.exit);
+      const [sync] = onFd(calls, ["fdatasync"], fd, opened.exit);
+      const [close] = onFd(calls, ["close"], fd, opened.exit);
+      assert.ok(write?.ret.startsWith("65536") && sync?.ret === "0" && close?.ret === "0", "write, sync, close");
+      assert.ok(close.entry > write.exit, "close(2) only after the held pwrite64 returned");
+      assert.ok(close.entry > sync.exit, "and after the fdatasync returned");
+    });
+  },
+  { skip },
+);
+
+test("AioFile.write() writes everything; close() after it resolves, again at once; later calls reject", async () => {
   await withDir(async (dir) => {
     const file = path.join(dir, "big.bin");
     const handle = await open(file, { write: true, create: true });
@@ -794,7 +845,8 @@ test("writeFileAtomic(): through a symbolic link the file it points to is replac
     assert.ok(fs.lstatSync(link).isSymbolicLink(), "the link is still a link");
     assert.equal(fs.readFileSync(real, "utf8"), "new");
     assert.equal(fs.statSync(real).mode & 0o777, 0o600, "the mode of the file pointed to");
-    assert.deepEqual(fs.readdirSync(path.join(dir, "data")), ["real.json"], "the temporary file was beside it");
+    // Where the temporary file was made (beside the file, not the link): the strace test above.
+    assert.deepEqual(fs.readdirSync(path.join(dir, "data")), ["real.json"], "no temporary file left");
     fs.symlinkSync("created.json", path.join(dir, "dangling.json"));
     await writeFileAtomic(path.join(dir, "dangling.json"), "made");
     assert.equal(fs.readFileSync(path.join(dir, "created.json"), "utf8"), "made");

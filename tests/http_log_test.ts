@@ -1,6 +1,9 @@
 /**
  * examples/http_log.ts, started in this runtime on a free port: concurrent POSTs are each
- * acknowledged once durable, and GET /records and the file hold each acknowledged record once.
+ * acknowledged, and GET /records and the file hold each acknowledged record once. Under strace,
+ * on a slow device (each fdatasync(2) held 20 ms), each `201 Created` left the server only after
+ * its record was written and an fdatasync of the file, started after that write returned, had
+ * returned: acknowledged once durable.
  *
  * @module
  */
@@ -11,7 +14,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import process from "node:process";
 import { test } from "./harness.ts";
-import { CHILD_TIMEOUT, root, runtimeCommand, tempDir, within } from "./helpers.ts";
+import { CHILD_TIMEOUT, hasProgram, root, runtimeCommand, tempDir, within } from "./helpers.ts";
+import { type Call, fdOf, filesOf, parseTrace } from "./trace.ts";
 
 const example = path.join(root, "examples", "http_log.ts");
 const RECORDS = 200;
@@ -23,9 +27,9 @@ interface Server {
   stop(): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
-/** Starts the example on a free port of the loopback interface. */
-async function start(file: string, variant: string): Promise<Server> {
-  const [command, ...args] = runtimeCommand(example);
+/** Starts the example on a free port of the loopback interface (under `tracer`, a command prefix). */
+async function start(file: string, variant: string, tracer: readonly string[] = []): Promise<Server> {
+  const [command, ...args] = [...tracer, ...runtimeCommand(example)];
   const child: ChildProcess = spawn(command, [...args, "--port=0", `--file=${file}`, `--variant=${variant}`], {
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -111,4 +115,109 @@ for (
       remove();
     }
   });
+}
+
+/** What the trace of a server shows of one acknowledged record. */
+interface Acknowledged {
+  readonly id: number;
+  /** The `201 Created` sent on the record's connection. */
+  readonly ack: Call;
+}
+
+/**
+ * The acknowledgements in a trace of the server: on each accepted connection, in order, the ids
+ * of the records received (`{"id":N`) and the `201 Created` responses sent, matched in turn (a
+ * client sends its next request on a connection only after the answer).
+ */
+function acknowledgements(calls: readonly Call[]): Acknowledged[] {
+  const connections = new Map<number, { received: number[] }>();
+  const acked: Acknowledged[] = [];
+  for (const call of calls) {
+    if ((call.name === "accept4" || call.name === "accept") && /^\d+$/.test(call.ret)) {
+      connections.set(Number(call.ret), { received: [] });
+      continue;
+    }
+    const connection = connections.get(fdOf(call));
+    if (connection === undefined) continue;
+    if (call.name === "close") {
+      connections.delete(fdOf(call));
+    } else if (["recvfrom", "recvmsg", "read", "readv"].includes(call.name)) {
+      for (const match of call.args.matchAll(/\\"id\\":(\d+)/g)) connection.received.push(Number(match[1]));
+    } else if (["sendto", "sendmsg", "write", "writev"].includes(call.name) && call.args.includes("HTTP/1.1 201")) {
+      const id = connection.received.shift();
+      assert.ok(id !== undefined, `a 201 with no record received before it on fd ${fdOf(call)}: ${call.args}`);
+      acked.push({ id, ack: call });
+    }
+  }
+  return acked;
+}
+
+const traceSkip = hasProgram("strace") ? false : "strace is not installed";
+
+for (const variant of ["log", "fdatasync", "native"]) {
+  test(
+    `http_log (${variant}) under strace, each fdatasync held 20 ms: each 201 was sent after its record's write, then an fdatasync of the file started after that write, returned`,
+    async () => {
+      const { dir, remove } = tempDir();
+      try {
+        const file = path.join(dir, "records.log");
+        const log = path.join(dir, "strace.log");
+        const socketCalls = "accept,accept4,close,recvfrom,recvmsg,read,readv,sendto,sendmsg,write,writev";
+        const tracer = [
+          "strace",
+          "-f",
+          "--seccomp-bpf",
+          "-qq",
+          "-s",
+          "65536",
+          "-o",
+          log,
+          "-e",
+          `trace=${socketCalls},open,openat,dup,dup2,dup3,fcntl,pwrite64,pwritev,fdatasync,fsync`,
+          "-e",
+          "inject=fdatasync:delay_exit=20000",
+        ];
+        const server = await start(file, variant, tracer);
+        let stopped: { code: number | null; stdout: string; stderr: string } | undefined;
+        const sent = Array.from({ length: 100 }, (_, id) => JSON.stringify({ id, text: `record ${id}` }));
+        try {
+          const statuses = await Promise.all(sent.map((body) => post(server.url, body)));
+          assert.deepEqual(statuses, sent.map(() => 201));
+        } finally {
+          stopped = await server.stop();
+        }
+        assert.equal(stopped.code, 0, `${stopped.stdout}\n${stopped.stderr}`);
+        assert.deepEqual(fs.readFileSync(file, "utf8").split("\n").toSorted(), ["", ...sent].toSorted());
+        const calls = parseTrace(fs.readFileSync(log, "utf8"));
+        const acked = acknowledgements(calls);
+        assert.deepEqual(acked.map((each) => each.id).toSorted((a, b) => a - b), sent.map((_, id) => id));
+        // The file's writes and syncs, on whatever descriptor refers to it (Deno syncs a copy).
+        const files = filesOf(calls);
+        const onFile = (call: Call): boolean => files.get(call) === file;
+        const writes = calls.filter((call) =>
+          ["write", "pwrite64", "writev", "pwritev"].includes(call.name) && onFile(call)
+        );
+        const syncs = calls.filter((call) => call.name === "fdatasync" && onFile(call));
+        for (const { id, ack } of acked) {
+          const holding = writes.filter((write) => write.args.includes(`{\\"id\\":${id},`));
+          assert.equal(holding.length, 1, `record ${id} is in exactly one write of the file`);
+          const [write] = holding;
+          assert.ok(
+            /^\d+$/.test(write.ret) && write.exit < ack.entry,
+            `record ${id}: its write returned before the 201`,
+          );
+          const sync = syncs.find((call) =>
+            call.entry > write.exit && call.exit < ack.entry && call.ret.startsWith("0")
+          );
+          assert.ok(
+            sync !== undefined,
+            `record ${id}: an fdatasync of the file started after its write and returned 0 before the 201`,
+          );
+        }
+      } finally {
+        remove();
+      }
+    },
+    { skip: traceSkip },
+  );
 }
