@@ -7,19 +7,28 @@
  * @module
  */
 
+import { AioError } from "./errors.ts";
 import { writeAll } from "./file.ts";
 import { truncateFd } from "./fs.ts";
 import { type Loaded, native } from "./target.ts";
 
-/** The platform's call, or `undefined` where there is none. */
+/** The platform's call. */
 export interface Allocator {
   /**
    * Allocates `length` bytes at `offset`; the file's size grows to cover them unless `keepSize`
    * (on macOS by `ftruncate` to `offset + length`: nothing may be written past that meanwhile).
-   * Resolves with `false` where the platform has no such call or refused it (the reason cannot
-   * always be known: Deno cannot read the errno of a call made off the JavaScript thread).
+   * Resolves with `true` once done, `false` where the platform has no such call or the file
+   * system does not support it; rejects with AioError (`syscall` `"fallocate"` or `"fcntl"`) for
+   * any other failure (`ENOSPC`...). Where the runtime cannot read the errno of a call made off
+   * the JavaScript thread (Deno), every failure resolves with `false`.
    */
   allocate(fd: number, offset: number, length: number, keepSize: boolean, path: string): Promise<boolean>;
+}
+
+/** Whether a failed allocation says the call is not there for this file (then zeros do instead). */
+function unsupported(loaded: Loaded, errno: number | undefined): boolean {
+  const { EOPNOTSUPP, ENOTSUP, ENOSYS, EINVAL, ENODEV } = loaded.abi.constants;
+  return errno === undefined || [EOPNOTSUPP, ENOTSUP, ENOSYS, EINVAL, ENODEV].includes(errno);
 }
 
 /** Zeros written at a time by `writeZeros`. */
@@ -45,9 +54,11 @@ export function allocator(loaded: Loaded = native()): Allocator {
   const platform = abi.preallocation;
   if (platform?.call === "fallocate" && library.has("fallocate")) {
     return {
-      async allocate(fd, offset, length, keepSize): Promise<boolean> {
-        const { result } = await c.fallocate(fd, keepSize ? platform.FALLOC_FL_KEEP_SIZE : 0, offset, length);
-        return result === 0;
+      async allocate(fd, offset, length, keepSize, path): Promise<boolean> {
+        const { result, errno } = await c.fallocate(fd, keepSize ? platform.FALLOC_FL_KEEP_SIZE : 0, offset, length);
+        if (result === 0) return true;
+        if (unsupported(loaded, errno)) return false;
+        throw new AioError(errno!, "fallocate", { fd, path });
       },
     };
   }
@@ -58,17 +69,21 @@ export function allocator(loaded: Loaded = native()): Allocator {
         const store = c.calloc(1, fstore.size);
         if (!store) return false;
         let result: number;
+        let errno: number | undefined;
         try {
           const view = new DataView(backend.view(store, fstore.size));
           view.setUint32(fstore.fst_flags[0], platform.F_ALLOCATEALL, true);
           view.setInt32(fstore.fst_posmode[0], platform.F_PEOFPOSMODE, true);
           view.setBigInt64(fstore.fst_offset[0], 0n, true);
           view.setBigInt64(fstore.fst_length[0], BigInt(length), true);
-          ({ result } = await c.fcntl(fd, platform.F_PREALLOCATE, store));
+          ({ result, errno } = await c.fcntl(fd, platform.F_PREALLOCATE, store));
         } finally {
           c.free(store);
         }
-        if (result === -1) return false;
+        if (result === -1) {
+          if (unsupported(loaded, errno)) return false;
+          throw new AioError(errno!, "fcntl", { fd, path });
+        }
         if (!keepSize) await truncateFd(fd, offset + length, path);
         return true;
       },
