@@ -9,13 +9,13 @@
  */
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AioError, CorruptLogError, openLog, readLog } from "../mod.ts";
 import { crc32c, encodeFrame, encodeHeader, frameSize, HEADER_SIZE, maskCrc } from "../src/log_format.ts";
 import { test } from "./harness.ts";
-import { hasProgram, lastJson, quiescent, root, run, runtimeCommand, withDir, within } from "./helpers.ts";
+import { hasProgram, lastJson, quiescent, root, run, runtimeCommand, until, withDir, within } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -378,3 +378,50 @@ console.log(JSON.stringify({ count }));`,
   });
   await quiescent();
 }, { skip: hasProgram("strace") ? false : "strace is not installed" });
+
+for (const format of ["framed", "plain"] as const) {
+  test(`${format}: a writer killed mid-batch leaves a log that reads to its end, every acknowledged record in it`, async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, "log");
+      for (let round = 0; round < 4; round++) {
+        fs.rmSync(path.join(dir, "acks"), { force: true });
+        const child = spawn(runtimeCommand(path.join(root, "tests", "fixtures", "log_killed.ts"))[0], [
+          ...runtimeCommand(path.join(root, "tests", "fixtures", "log_killed.ts")).slice(1),
+          dir,
+          format,
+          `${round * 1_000_000}`,
+        ], { stdio: "ignore" });
+        // Killed once it has acknowledged some records: at a random point of a batch.
+        const wanted = 50 + round * 200;
+        await until(
+          () =>
+            fs.existsSync(path.join(dir, "acks"))
+            && fs.readFileSync(path.join(dir, "acks"), "utf8").split("\n").length > wanted,
+          `${wanted} acknowledgements`,
+        );
+        child.kill("SIGKILL");
+        await new Promise((resolve) => child.once("exit", resolve));
+        const acked = fs.readFileSync(path.join(dir, "acks"), "utf8").split("\n").filter(Boolean).map(Number);
+        const seen = new Map<number, number>();
+        for await (const bytes of readLog(file)) {
+          const text = decoder.decode(bytes);
+          for (const match of text.matchAll(/<(\d+):(\d+):x*>/g)) {
+            assert.equal(match[0].length + 1, Number(match[2]), `record ${match[1]} is whole`);
+            seen.set(Number(match[1]), (seen.get(Number(match[1])) ?? 0) + 1);
+          }
+        }
+        for (const id of acked) {
+          assert.equal(seen.get(id), 1, `acknowledged record ${id} is in the log once (round ${round})`);
+        }
+        // Reopened (plain: cutting a torn record at the last separator), it appends after what is there.
+        const log = await openLog(file, format === "plain" ? { format, separator: "\n" } : { format });
+        await log.append(`<after${round}>\n`);
+        await log.close();
+        const last: string[] = [];
+        for await (const bytes of readLog(file)) last.push(decoder.decode(bytes));
+        assert.equal(last.at(-1), format === "plain" ? `<after${round}>` : `<after${round}>\n`);
+      }
+    });
+    await quiescent();
+  });
+}
