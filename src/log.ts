@@ -197,7 +197,7 @@ class Space {
     const from = Math.max(this.#end, reserved);
     const to = from + this.#chunk;
     const done = (async () => {
-      if (!await allocator().allocate(this.#fd, from, to - from, false, this.#path)) {
+      if (!await allocator(followedPlatform()).allocate(this.#fd, from, to - from, false, this.#path)) {
         await writeZeros(this.#fd, from, to - from);
       }
       this.#end = to;

@@ -7,8 +7,8 @@
 
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { AioError, open, openLog, syncDir, writeFileAtomic } from "../mod.ts";
-import { ABI, type FullSyncCommands } from "../src/abi.ts";
+import { AioError, open, openLog, readLog, syncDir, writeFileAtomic } from "../mod.ts";
+import { ABI, type FullSyncCommands, type Preallocation } from "../src/abi.ts";
 import { ControlBlock } from "../src/control_block.ts";
 import { Engine, type EngineOperation, selectCompletion } from "../src/engine.ts";
 import { followPlatform, fullSync, syncWith } from "../src/sync.ts";
@@ -32,12 +32,22 @@ import {
 const EINVAL = (): number => native().abi.constants.EINVAL;
 
 const DARWIN = ABI["darwin-x86_64"];
+const DARWIN_PREALLOCATE = DARWIN.preallocation as Extract<Preallocation, { call: "F_PREALLOCATE" }>;
 
 /** The largest `nent` passed to `aio_suspend` through a `darwinLike()` library, and how often. */
 const suspendCalls = { largest: 0, count: 0 };
 
-/** Every `fcntl` made through a `darwinLike()` library: fd, command, result and errno. */
-const fcntlCalls: { fd: number; cmd: number; result: number; errno: number | undefined }[] = [];
+/**
+ * Every `fcntl` made through a `darwinLike()` library: fd, command, result and errno, and for
+ * `F_PREALLOCATE` the `struct fstore` passed (flags, position mode, offset, length).
+ */
+const fcntlCalls: {
+  fd: number;
+  cmd: number;
+  result: number;
+  errno: number | undefined;
+  fstore?: [number, number, bigint, bigint];
+}[] = [];
 
 /**
  * This machine's C library, with Darwin's limits and behaviours (and `limit` in flight), and
@@ -56,8 +66,13 @@ function darwinLike(
     return loaded.c.aio_suspend(list, nent, timeout);
   };
   c.fcntl = async (fd, cmd, argument) => {
+    let fstore: [number, number, bigint, bigint] | undefined;
+    if (cmd === DARWIN_PREALLOCATE.F_PREALLOCATE) {
+      const view = new DataView(loaded.backend.view(argument, 32));
+      fstore = [view.getUint32(0, true), view.getInt32(4, true), view.getBigInt64(8, true), view.getBigInt64(16, true)];
+    }
     const outcome = await loaded.c.fcntl(fd, cmd, argument);
-    fcntlCalls.push({ fd, cmd, ...outcome });
+    fcntlCalls.push({ fd, cmd, ...outcome, fstore });
     return outcome;
   };
   return {
@@ -66,6 +81,7 @@ function darwinLike(
     abi: {
       ...loaded.abi,
       full_sync: full ?? DARWIN.full_sync,
+      preallocation: DARWIN.preallocation,
       limits: { ...DARWIN.limits, per_process_in_flight: limit },
       features: DARWIN.features,
     },
@@ -474,4 +490,30 @@ test("the tables: Darwin has F_FULLFSYNC 51 and F_BARRIERFSYNC 85, Linux none", 
   ) {
     assert.equal(ABI[name].full_sync, null, name);
   }
+});
+
+test("a framed log on Darwin allocates ahead with F_PREALLOCATE (all of a chunk, from the physical end); refused, it writes zeros", async () => {
+  await withDir(async (dir) => {
+    const darwin = darwinLike();
+    const previous = followPlatform(() => darwin);
+    try {
+      fcntlCalls.length = 0;
+      const file = `${dir}/log`;
+      const log = await openLog(file, { preallocate: 65536 });
+      const allocations = fcntlCalls.filter((call) => call.cmd === 42);
+      assert.equal(allocations.length, 1, "one F_PREALLOCATE for the first chunk");
+      // F_ALLOCATEALL (4), F_PEOFPOSMODE (3), offset 0 from the physical end, the chunk's length.
+      assert.deepEqual(allocations[0].fstore, [4, 3, 0n, 65536n]);
+      assert.equal(allocations[0].result, -1, "glibc refuses command 42, as a file system without it would");
+      assert.equal(fs.statSync(file).size, 16 + 65536, "zeros written ahead instead");
+      for (let i = 0; i < 100; i++) await log.append(`record ${i}`);
+      await log.close();
+      const records: string[] = [];
+      for await (const record of readLog(file)) records.push(new TextDecoder().decode(record));
+      assert.equal(records.length, 100);
+    } finally {
+      followPlatform(previous);
+    }
+  });
+  await quiescent();
 });
