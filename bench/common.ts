@@ -10,6 +10,7 @@ import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 
 /** The devices a point runs on: the disk, or the disk with every sync 1 ms slower. */
@@ -36,13 +37,18 @@ export function bin(name: string): string {
 const MEMORY_FILESYSTEMS = new Set([0x01021994, 0x858458f6]);
 
 /**
- * A new folder for the bench's files in `base` (default: the system's temporary folder), which
- * must be on a disk: tmpfs and ramfs are refused.
+ * A new folder for the bench's files in `base`, which must be on a disk (tmpfs and ramfs are
+ * refused); without `base`, in the first of the system's temporary folder, the home folder and
+ * the current folder that is on a disk.
  */
 export function diskFolder(base: string | undefined, prefix: string): string {
-  const where = base ?? os.tmpdir();
-  const type = fs.statfsSync(where).type;
-  if (MEMORY_FILESYSTEMS.has(type)) {
+  const inMemory = (dir: string): boolean => MEMORY_FILESYSTEMS.has(fs.statfsSync(dir).type);
+  const where = base ?? [os.tmpdir(), os.homedir(), process.cwd()].find((dir) => !inMemory(dir));
+  if (where === undefined) {
+    throw new Error(`The temporary, home and current folders are in memory: pass --dir= on a disk`);
+  }
+  if (inMemory(where)) {
+    const type = fs.statfsSync(where).type;
     throw new Error(`Invalid dir: ${where} is in memory (filesystem 0x${type.toString(16)}), pass --dir= on a disk`);
   }
   return fs.mkdtempSync(path.join(where, prefix));

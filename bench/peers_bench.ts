@@ -12,7 +12,8 @@
  * Options (`--name=value`, lists comma-separated): `--runtime` (deno, bun), `--impl` (below),
  * `--writers` (1, 16, 64), `--device` (disk, disk+1ms), `--duration` (seconds per point,
  * default 3), `--dir` (where the files go: a folder on a real disk, default the system's
- * temporary folder; tmpfs and ramfs are refused), `--quick` (1 s points at 1 and 64 writers).
+ * temporary folder, else the home or the current folder, whichever is on a disk: tmpfs and ramfs
+ * are refused), `--quick` (1 s points at 1 and 64 writers).
  *
  * Implementations (`impl`), each appending the same records:
  * - `log-framed`: `openLog(file)` (framed records, 1 MiB allocated ahead at a time), `append`.
@@ -601,6 +602,7 @@ async function main(args: string[]): Promise<void> {
   }
   if (points.length === 0) throw new Error("No point to run: --impl, --writers and --runtime leave none");
   const dir = diskFolder(stringOption(args, "dir"), "posix-aio-peers-bench-");
+  const disk = fsType(dir);
   const setup: Setup = { dir, warmupMs: quick ? 300 : 1000, durationMs: duration * 1000, floor: undefined };
   const started = performance.now();
   const rows: Row[] = [];
@@ -619,7 +621,8 @@ async function main(args: string[]): Promise<void> {
       0,
     );
     console.error(
-      `${points.length} points in ${dir} (${fsType(dir)}), about ${Math.ceil(estimate / 60)} min`
+      `${points.length} point${points.length === 1 ? "" : "s"} in ${dir} (${disk}), about `
+        + (estimate < 90 ? `${Math.ceil(estimate)} s` : `${Math.ceil(estimate / 60)} min`)
         + (full ? "; a full run: writes bench/peers-<runtime>.json and bench/peers.svg" : ""),
     );
     for (const [index, point] of points.entries()) {
@@ -659,7 +662,7 @@ async function main(args: string[]): Promise<void> {
         date: new Date().toISOString(),
         duration_s: duration,
         cpus: os.cpus().length,
-        disk: fsType(stringOption(args, "dir") ?? os.tmpdir()),
+        disk,
         rows: rows.filter((row) => row.runtime === runtime || row.runtime === "c"),
       };
       fs.writeFileSync(path.join(OUT_DIR, `peers-${runtime}.json`), JSON.stringify(results, null, 2) + "\n");

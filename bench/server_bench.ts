@@ -12,7 +12,8 @@
  * Options (`--name=value`, lists comma-separated): `--runtime` (deno, bun), `--device` (disk,
  * disk+1ms), `--variant` (native, fdatasync, log), `--connections` (1, 16, 64), `--duration`
  * (seconds per point, default 5), `--dir` (where the record files go: a folder on a real disk,
- * default the system's temporary folder; tmpfs and ramfs are refused), `--pin` (run the server
+ * default the system's temporary folder, else the home or the current folder, whichever is on a
+ * disk: tmpfs and ramfs are refused), `--pin` (run the server
  * on CPU 0 and the load generator on CPU 1, with taskset), `--quick`.
  *
  * Devices:
