@@ -12,7 +12,8 @@
  * Options (`--name=value`, lists comma-separated): `--runtime` (deno, bun), `--device` (disk,
  * disk+1ms), `--variant` (native, fdatasync, log), `--connections` (1, 16, 64), `--duration`
  * (seconds per point, default 5), `--dir` (where the record files go: a folder on a real disk,
- * default the system's temporary folder; tmpfs and ramfs are refused), `--pin` (run the server
+ * default the system's temporary folder, else the home or the current folder, whichever is on a
+ * disk: tmpfs and ramfs are refused), `--pin` (run the server
  * on CPU 0 and the load generator on CPU 1, with taskset), `--quick`.
  *
  * Devices:
@@ -39,15 +40,32 @@
  * @module
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import {
+  bin,
+  clockTicks,
+  cpuTicks,
+  type Device,
+  DEVICES,
+  diskFolder,
+  listOption,
+  numberOption,
+  quantile,
+  record,
+  recordIds,
+  requireStrace,
+  ROOT,
+  slowed,
+  stringOption,
+  syncsByFd,
+} from "./common.ts";
 
 type Runtime = "deno" | "bun";
-type Device = "disk" | "disk+1ms";
 type Variant = "native" | "fdatasync" | "log";
 
 /** One point, as printed. */
@@ -92,25 +110,15 @@ interface LoadPlan {
 }
 
 const RUNTIMES: readonly Runtime[] = ["deno", "bun"];
-const DEVICES: readonly Device[] = ["disk", "disk+1ms"];
 const VARIANTS: readonly Variant[] = ["native", "fdatasync", "log"];
 const CONNECTIONS: readonly number[] = [1, 16, 64];
-/** Microseconds strace adds to each fdatasync(2) on `disk+1ms`. */
-const DELAY_US = 1000;
-/** Record size, line feed included. */
-const RECORD_BYTES = 100;
 /** A server that does not listen within this is a failure (ms). */
 const START_TIMEOUT_MS = 30_000;
 /** A server that does not exit within this after SIGTERM is a failure (ms). */
 const STOP_TIMEOUT_MS = 20_000;
 
 const script = fileURLToPath(import.meta.url);
-const root = path.resolve(path.dirname(script), "..");
-const bin = (name: string): string => path.join(root, "node_modules", ".bin", name);
-const example = path.join(root, "examples", "http_log.ts");
-
-/** Filesystems that live in memory (statfs f_type): tmpfs, ramfs. */
-const MEMORY_FILESYSTEMS = new Set([0x01021994, 0x858458f6]);
+const example = path.join(ROOT, "examples", "http_log.ts");
 
 // ---------------------------------------------------------------------------------------------
 // Load generator (its own process: `bun bench/server_bench.ts --load <plan>`)
@@ -130,31 +138,15 @@ interface AutocannonResult {
   mismatches: number;
 }
 
-/** Utime + stime of a process, in clock ticks, from /proc/<pid>/stat. */
-function cpuTicks(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces), from field 3 (state) on.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]);
-}
-
-/** The `q` quantile of sorted values (nearest rank). */
-function quantile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-}
-
 async function load(plan: LoadPlan): Promise<void> {
   const { default: autocannon } = await import("autocannon") as { default: Autocannon };
   const acked: number[] = [];
   const failures: string[] = [];
   let next = 0;
-  const pad = "x".repeat(RECORD_BYTES);
   const requests = [{
     setupRequest: (request: Record<string, unknown>, context: { id?: number }) => {
       const id = context.id = next++;
-      const head = `{"id":${id},"pad":"`;
-      return { ...request, body: head + pad.slice(0, RECORD_BYTES - head.length - 3) + `"}\n` };
+      return { ...request, body: record(id) };
     },
     onResponse: (status: number, body: string, context: { id?: number }) => {
       if (status === 201) acked.push(context.id!);
@@ -216,48 +208,6 @@ interface Server {
   stderr(): string;
 }
 
-/** `--name=value` as a list, checked against `allowed`. */
-function listOption<T extends string | number>(
-  args: string[],
-  name: string,
-  allowed: readonly T[],
-  fallback: readonly T[],
-): T[] {
-  const prefix = `--${name}=`;
-  const raw = args.findLast((arg) => arg.startsWith(prefix))?.slice(prefix.length);
-  if (raw === undefined) return [...fallback];
-  return raw.split(",").map((item) => {
-    const value = allowed.find((each) => String(each) === item);
-    if (value === undefined) {
-      throw new TypeError(`Invalid ${name}: expected one of ${allowed.join(", ")}, received ${JSON.stringify(item)}`);
-    }
-    return value;
-  });
-}
-
-function numberOption(args: string[], name: string, fallback: number): number {
-  const prefix = `--${name}=`;
-  const raw = args.findLast((arg) => arg.startsWith(prefix))?.slice(prefix.length);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new RangeError(`Invalid ${name}: expected a positive integer, received ${JSON.stringify(raw)}`);
-  }
-  return value;
-}
-
-function stringOption(args: string[], name: string): string | undefined {
-  const prefix = `--${name}=`;
-  return args.findLast((arg) => arg.startsWith(prefix))?.slice(prefix.length);
-}
-
-/** Clock ticks per second (`getconf CLK_TCK`). */
-function clockTicks(): number {
-  const result = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
-  const ticks = Number(result.stdout.trim());
-  return Number.isInteger(ticks) && ticks > 0 ? ticks : 100;
-}
-
 /** Starts the example in `runtime` on a free port, under strace on `disk+1ms`. */
 async function startServer(
   runtime: Runtime,
@@ -271,13 +221,7 @@ async function startServer(
   let command = runtime === "deno"
     ? [bin("deno"), "run", "--allow-all", example, ...args]
     : [bin("bun"), example, ...args];
-  if (device === "disk+1ms") {
-    command = [
-      ...["strace", "-f", "--seccomp-bpf", "-qq", "-o", straceLog, "-e", "trace=fdatasync"],
-      ...["-e", `inject=fdatasync:delay_exit=${DELAY_US}`],
-      ...command,
-    ];
-  }
+  if (device === "disk+1ms") command = [...slowed(["fdatasync"], straceLog), ...command];
   if (pin) command = ["taskset", "-c", "0", ...command];
   const child = spawn(command[0], command.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
@@ -329,25 +273,6 @@ function runLoad(plan: LoadPlan, pin: boolean): Promise<LoadReport> {
       if (code !== 0) reject(new Error(`The load generator exited with ${signal ?? code}:\n${stdout}`));
       else resolve(JSON.parse(stdout.trim().split("\n").at(-1)!) as LoadReport);
     });
-  });
-}
-
-/** Ids of the records in `text` (whole lines); throws on anything else. */
-function recordIds(text: string, sent: number, where: string): number[] {
-  if (text !== "" && !text.endsWith("\n")) throw new Error(`${where} ends with a torn record`);
-  const lines = text === "" ? [] : text.slice(0, -1).split("\n");
-  return lines.map((line, index) => {
-    let record: { id?: unknown };
-    try {
-      record = JSON.parse(line);
-    } catch {
-      throw new Error(`${where}: record ${index} is not one the bench sent: ${JSON.stringify(line.slice(0, 200))}`);
-    }
-    const id = record.id;
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= sent || line.length + 1 !== RECORD_BYTES) {
-      throw new Error(`${where}: record ${index} is not one the bench sent: ${JSON.stringify(line.slice(0, 200))}`);
-    }
-    return id;
   });
 }
 
@@ -417,11 +342,7 @@ async function point(
   };
   if (device === "disk+1ms") {
     // The fd synced most often is the record file's (the runtime may sync files of its own).
-    const perFd = new Map<string, number>();
-    for (const match of fs.readFileSync(straceLog, "utf8").matchAll(/fdatasync\((\d+)/g)) {
-      perFd.set(match[1], (perFd.get(match[1]) ?? 0) + 1);
-    }
-    const syncs = Math.max(1, ...perFd.values());
+    const syncs = Math.max(1, ...syncsByFd(straceLog, ["fdatasync"]).values());
     row.records_per_sync = Math.round(report.acked.length / syncs * 10) / 10;
   }
   fs.rmSync(file, { force: true });
@@ -437,15 +358,8 @@ async function main(args: string[]): Promise<void> {
   const variants = listOption(args, "variant", VARIANTS, VARIANTS);
   const connections = listOption(args, "connections", CONNECTIONS, quick ? [1, 64] : CONNECTIONS);
   const seconds = numberOption(args, "duration", quick ? 1 : 5);
-  if (devices.includes("disk+1ms") && spawnSync("strace", ["-V"]).status !== 0) {
-    throw new Error("Device disk+1ms needs strace: install it, or pass --device=disk");
-  }
-  const base = stringOption(args, "dir") ?? os.tmpdir();
-  const type = fs.statfsSync(base).type;
-  if (MEMORY_FILESYSTEMS.has(type)) {
-    throw new Error(`Invalid dir: ${base} is in memory (filesystem 0x${type.toString(16)}), pass --dir= on a disk`);
-  }
-  const dir = fs.mkdtempSync(path.join(base, "posix-aio-server-bench-"));
+  requireStrace(devices);
+  const dir = diskFolder(stringOption(args, "dir"), "posix-aio-server-bench-");
   const ticks = clockTicks();
   try {
     const total = runtimes.length * devices.length * connections.length * variants.length;
