@@ -314,14 +314,15 @@ export interface ChildResult {
   readonly ms: number;
 }
 
-/** Runs a command to its end (killed after `timeout` ms). */
+/** Runs a command to its end (killed after `timeout` ms), in `cwd` if given. */
 export function run(
   command: string[],
-  options: { env?: Record<string, string>; timeout?: number; input?: string } = {},
+  options: { env?: Record<string, string>; timeout?: number; input?: string; cwd?: string } = {},
 ): Promise<ChildResult> {
   const start = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(command[0], command.slice(1), {
+      cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
     });
