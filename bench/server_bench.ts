@@ -1,5 +1,6 @@
 /**
- * Benchmark of a real server: examples/http_log.ts under `Deno.serve` and `Bun.serve`, driven
+ * Benchmark of a real server: examples/http_log.ts under `Deno.serve`, `Bun.serve` and Node's
+ * `node:http`, driven
  * over loopback by autocannon (npm) in a process of its own, for each way of making a record
  * durable side by side.
  *
@@ -9,7 +10,7 @@
  * bun bench/server_bench.ts --runtime=deno --device=disk+1ms --variant=log,native --connections=64
  * ```
  *
- * Options (`--name=value`, lists comma-separated): `--runtime` (deno, bun), `--device` (disk,
+ * Options (`--name=value`, lists comma-separated): `--runtime` (deno, bun, node), `--device` (disk,
  * disk+1ms), `--variant` (native, fdatasync, log), `--connections` (1, 16, 64), `--duration`
  * (seconds per point, default 5), `--dir` (where the record files go: a folder on a real disk,
  * default the system's temporary folder; tmpfs and ramfs are refused), `--pin` (run the server
@@ -46,7 +47,7 @@ import * as path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
-type Runtime = "deno" | "bun";
+type Runtime = "deno" | "bun" | "node";
 type Device = "disk" | "disk+1ms";
 type Variant = "native" | "fdatasync" | "log";
 
@@ -91,7 +92,7 @@ interface LoadPlan {
   pid: number;
 }
 
-const RUNTIMES: readonly Runtime[] = ["deno", "bun"];
+const RUNTIMES: readonly Runtime[] = ["deno", "bun", "node"];
 const DEVICES: readonly Device[] = ["disk", "disk+1ms"];
 const VARIANTS: readonly Variant[] = ["native", "fdatasync", "log"];
 const CONNECTIONS: readonly number[] = [1, 16, 64];
@@ -270,7 +271,9 @@ async function startServer(
   const args = ["--port=0", `--file=${file}`, `--variant=${variant}`];
   let command = runtime === "deno"
     ? [bin("deno"), "run", "--allow-all", example, ...args]
-    : [bin("bun"), example, ...args];
+    : runtime === "bun"
+    ? [bin("bun"), example, ...args]
+    : [bin("node"), "--disable-warning=ExperimentalWarning", example, ...args];
   if (device === "disk+1ms") {
     command = [
       ...["strace", "-f", "--seccomp-bpf", "-qq", "-o", straceLog, "-e", "trace=fdatasync"],

@@ -1,5 +1,6 @@
 /**
- * A durable record store over HTTP, the same file under `Deno.serve` and `Bun.serve`.
+ * A durable record store over HTTP, the same file under `Deno.serve`, `Bun.serve` and Node's
+ * `node:http`.
  *
  * - `POST /records`: the body (UTF-8 text without a line feed; one trailing line feed is
  *   dropped) is appended to the file as one line, and the answer is `201 Created` only once
@@ -12,6 +13,7 @@
  * ```sh
  * deno run --allow-all examples/http_log.ts --port=8080 --file=records.log --variant=log
  * bun examples/http_log.ts --port=8080 --file=records.log --variant=log
+ * node examples/http_log.ts --port=8080 --file=records.log --variant=log
  * curl -d '{"hello":"world"}' localhost:8080/records && curl localhost:8080/records
  * ```
  *
@@ -27,7 +29,8 @@
  *   - `fdatasync`: a write, then this module's `fdatasync(fd)` per request (concurrent calls
  *     on one fd are merged into one sync in flight and one queued).
  *   - `native`: a write, then the runtime's own sync per request: Deno's `FsFile.syncData()`,
- *     Bun's `node:fs` `fdatasync`.
+ *     Bun's `node:fs` `fdatasync`, Node's `FileHandle.datasync()` (both on libuv's pool of 4
+ *     threads).
  *
  * Once listening, it prints one JSON line on stdout: `{ "listening": { hostname, port }, pid,
  * runtime, variant, file }`. SIGINT or SIGTERM stops it: requests in flight are answered, the
@@ -67,7 +70,8 @@ interface BunRuntime {
 }
 
 const bun = (globalThis as { Bun?: BunRuntime }).Bun;
-const runtime = bun === undefined ? "deno" : "bun";
+const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+const runtime = bun !== undefined ? "bun" : deno !== undefined ? "deno" : "node";
 
 /** The largest body accepted (bytes). */
 const MAX_RECORD = 1 << 20;
@@ -137,9 +141,13 @@ async function openStore(variant: Variant, file: string): Promise<{ store: Store
   }
   const length = await recover(file);
   let store: Store;
-  if (variant === "native" && bun === undefined) {
-    const handle = await Deno.open(file, { append: true, create: true });
+  if (variant === "native" && deno !== undefined) {
+    const handle = await deno.open(file, { append: true, create: true });
     store = perRequestStore((data) => handle.writeSync(data), () => handle.syncData(), () => handle.close());
+  } else if (variant === "native" && runtime === "node") {
+    const handle = await fsp.open(file, "a");
+    const write = (data: Uint8Array): number => fs.writeSync(handle.fd, data);
+    store = perRequestStore(write, () => handle.datasync(), () => void handle.close());
   } else {
     const fd = fs.openSync(file, "a");
     const write = (data: Uint8Array): number => fs.writeSync(fd, data);
@@ -280,17 +288,66 @@ function onError(error: unknown): Response {
   return text(500, "Internal server error");
 }
 
+/**
+ * Serves `handle` with `node:http`: each request as a fetch `Request`, each `Response` written
+ * back, its body streamed with backpressure.
+ */
+async function serveNode(): Promise<{ port: number; stop: () => Promise<void> }> {
+  const http = await import("node:http");
+  const server = http.createServer(async (incoming, outgoing) => {
+    try {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of incoming) chunks.push(chunk as Uint8Array);
+      const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+      let offset = 0;
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset);
+        offset += chunk.length;
+      }
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(incoming.headers)) {
+        for (const each of [value ?? []].flat()) headers.append(name, each);
+      }
+      const method = incoming.method ?? "GET";
+      const body = method === "GET" || method === "HEAD" ? undefined : bytes;
+      const request = new Request(`http://${hostname}${incoming.url}`, { method, headers, body });
+      const response = await handle(request).catch(onError);
+      outgoing.writeHead(response.status, Object.fromEntries(response.headers));
+      if (response.body !== null) {
+        for await (const chunk of response.body) {
+          if (!outgoing.write(chunk)) await new Promise((resolve) => outgoing.once("drain", resolve));
+        }
+      }
+      outgoing.end();
+    } catch (error) {
+      console.error(error);
+      outgoing.destroy();
+    }
+  });
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  server.once("error", reject);
+  server.listen(port, hostname, () => resolve());
+  await promise;
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address !== null ? address.port : port,
+    stop: () => new Promise<void>((done) => server.close(() => done())),
+  };
+}
+
 let stop: () => Promise<void>;
 let listening: number;
 if (bun !== undefined) {
   const server = bun.serve({ hostname, port, fetch: handle, error: onError });
   listening = server.port;
   stop = () => server.stop();
-} else {
+} else if (deno !== undefined) {
   const { promise, resolve } = Promise.withResolvers<number>();
-  const server = Deno.serve({ hostname, port, onListen: (address) => resolve(address.port), onError }, handle);
+  const server = deno.serve({ hostname, port, onListen: (address) => resolve(address.port), onError }, handle);
   listening = await promise;
   stop = () => server.shutdown();
+} else {
+  ({ port: listening, stop } = await serveNode());
 }
 console.log(JSON.stringify({ listening: { hostname, port: listening }, pid: process.pid, runtime, variant, file }));
 

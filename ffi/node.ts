@@ -1,7 +1,8 @@
 /**
  * The Node.js backend: `node:ffi` (Node.js 26). Node has no nonblocking FFI calls, so symbols
  * marked `offThread` run in a small pool of `worker_threads` Workers that open the same library
- * and block in C there, as Bun's backend does.
+ * and block in C there, as Bun's backend does; a call and its result travel through shared
+ * memory (`Atomics`), not messages.
  *
  * A `node:ffi` callback aborts the process when a thread other than the one that made it calls
  * it, so libc's notification threads (SIGEV_THREAD) never call JavaScript here: they call
@@ -51,11 +52,8 @@ interface NodeFfi {
 
 /** The part of Node's Worker this backend uses. */
 interface NodeWorker {
-  on(event: "message", listener: (value: [number, number]) => void): void;
   on(event: "error", listener: (error: Error) => void): void;
   on(event: "exit", listener: (code: number) => void): void;
-  off(event: string, listener: (...args: never[]) => void): void;
-  postMessage(value: unknown): void;
   terminate(): Promise<number>;
   ref(): void;
   unref(): void;
@@ -63,7 +61,7 @@ interface NodeWorker {
 
 /** The part of `node:worker_threads` this backend uses. */
 interface WorkerThreads {
-  Worker: new(source: string, options: { eval: true }) => NodeWorker;
+  Worker: new(source: string, options: { eval: true; workerData: unknown }) => NodeWorker;
 }
 
 /** The part of Node's `process` this backend uses. */
@@ -148,40 +146,60 @@ function loadFfi(process: NodeProcess): NodeFfi {
 }
 
 /** Every symbol marked `offThread`, by its exported name, as the Workers bind them. */
-const OFF_THREAD: Record<string, NodeSignature> = Object.fromEntries(
-  (Object.entries(SYMBOLS) as [string, SymbolDefinition][])
-    .filter(([, def]) => def.offThread)
-    .map(([key, def]) => [def.symbol ?? key, nodeSignature(def)]),
-);
+const OFF_THREAD: [string, NodeSignature][] = (Object.entries(SYMBOLS) as [string, SymbolDefinition][])
+  .filter(([, def]) => def.offThread)
+  .map(([key, def]) => [def.symbol ?? key, nodeSignature(def)]);
+
+/** Most parameters of an off-thread symbol. */
+const MAX_ARGUMENTS = 4;
 
 /**
- * Runs in each Worker: opens the library by the same path, binding every off-thread symbol,
- * and performs one blocking call per message, answering with its result and the errno of that
- * thread. Loading `node:ffi` again would print Node's experimental warning once per Worker:
- * the process printed it already.
+ * The shared memory of a Worker: `Int32Array` slots, then the arguments as 64-bit integers. The
+ * JavaScript thread writes the call and sets `STATE` to `CALLED`; the Worker, blocked in
+ * `Atomics.wait`, makes it and sets `DONE`; the JavaScript thread waits for that with
+ * `Atomics.waitAsync`, which wakes it sooner than a message (seen: 40-50 µs a round trip against
+ * 60-200 µs on a loaded 2-core machine).
+ */
+const STATE = 0, SYMBOL = 1, RESULT = 2, ERRNO = 3;
+const IDLE = 0, CALLED = 1, DONE = 2;
+const ARGUMENTS_OFFSET = 16;
+const SHARED_BYTES = ARGUMENTS_OFFSET + 8 * MAX_ARGUMENTS;
+
+/**
+ * Runs in each Worker: opens the library by the path given in `workerData`, binding every
+ * off-thread symbol, then loops: waits for a call, makes it, publishes its result and the errno
+ * of this thread. Loading `node:ffi` again would print Node's experimental warning once per
+ * Worker: the process printed it already.
  */
 const WORKER_SOURCE = `
-const { parentPort } = require("node:worker_threads");
+const { workerData } = require("node:worker_threads");
+const [shared, path, errnoSymbol] = workerData;
 const emitWarning = process.emitWarning;
 process.emitWarning = () => {};
 const ffi = process.getBuiltinModule("node:ffi");
 process.emitWarning = emitWarning;
-const signatures = ${JSON.stringify(OFF_THREAD)};
-let lib;
-let functions;
-let errnoCell;
-parentPort.on("message", ([path, errnoSymbol, name, args]) => {
-  if (lib === undefined) {
-    lib = ffi.dlopen(path).lib;
-    functions = {};
-    for (const [symbol, signature] of Object.entries(signatures)) functions[symbol] = lib.getFunction(symbol, signature);
-    const location = lib.getFunction(errnoSymbol, ${JSON.stringify(nodeSignature(ERRNO_DEFINITION))});
-    errnoCell = new Int32Array(ffi.toArrayBuffer(location(), 4, false));
-  }
-  const result = functions[name](...args);
-  const errno = result === -1 ? errnoCell[0] : 0;
-  parentPort.postMessage([result, errno]);
+const control = new Int32Array(shared, 0, 4);
+const args = new BigInt64Array(shared, ${ARGUMENTS_OFFSET}, ${MAX_ARGUMENTS});
+const { lib } = ffi.dlopen(path);
+const calls = ${JSON.stringify(OFF_THREAD)}.map(([symbol, signature]) => {
+  const fn = lib.getFunction(symbol, signature);
+  const pointer = signature.arguments.map((type) => type === "pointer");
+  return () => fn(...pointer.map((isPointer, i) => isPointer ? BigInt.asUintN(64, args[i]) : Number(args[i])));
 });
+const location = lib.getFunction(errnoSymbol, ${JSON.stringify(nodeSignature(ERRNO_DEFINITION))});
+const errnoCell = new Int32Array(ffi.toArrayBuffer(location(), 4, false));
+for (;;) {
+  const state = Atomics.load(control, ${STATE});
+  if (state !== ${CALLED}) {
+    Atomics.wait(control, ${STATE}, state);
+    continue;
+  }
+  const result = calls[control[${SYMBOL}]]();
+  control[${RESULT}] = result;
+  control[${ERRNO}] = result === -1 ? errnoCell[0] : 0;
+  Atomics.store(control, ${STATE}, ${DONE});
+  Atomics.notify(control, ${STATE});
+}
 `;
 
 /**
@@ -190,11 +208,20 @@ parentPort.on("message", ([path, errnoSymbol, name, args]) => {
  */
 const IDLE_WORKERS = 4;
 
+/** A Worker, its shared memory, and what to do if it dies during a call. */
+interface CallWorker {
+  readonly thread: NodeWorker;
+  readonly control: Int32Array;
+  readonly args: BigInt64Array;
+  /** Rejects the call in progress, if any. */
+  fail?: (error: Error) => void;
+}
+
 class WorkerPool {
   readonly #threads: WorkerThreads;
   readonly #path: string;
   readonly #errnoSymbol: string;
-  readonly #idle: NodeWorker[] = [];
+  readonly #idle: CallWorker[] = [];
 
   constructor(threads: WorkerThreads, path: string, errnoSymbol: string) {
     this.#threads = threads;
@@ -202,48 +229,67 @@ class WorkerPool {
     this.#errnoSymbol = errnoSymbol;
   }
 
+  #start(): CallWorker {
+    const shared = new SharedArrayBuffer(SHARED_BYTES);
+    const thread = new this.#threads.Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: [shared, this.#path, this.#errnoSymbol],
+    });
+    const worker: CallWorker = {
+      thread,
+      control: new Int32Array(shared, 0, 4),
+      args: new BigInt64Array(shared, ARGUMENTS_OFFSET, MAX_ARGUMENTS),
+    };
+    // A Worker that fails (its library cannot be opened) or exits is never used again.
+    const gone = (error: Error): void => {
+      const index = this.#idle.indexOf(worker);
+      if (index !== -1) this.#idle.splice(index, 1);
+      worker.fail?.(error);
+    };
+    thread.on("error", (error) => gone(error));
+    thread.on("exit", (code) => gone(new Error(`exited with code ${code}`)));
+    return worker;
+  }
+
   call(name: string, args: unknown[]): Promise<OffThreadResult> {
-    let worker: NodeWorker;
+    const symbol = OFF_THREAD.findIndex(([each]) => each === name);
+    let worker: CallWorker;
     try {
-      worker = this.#idle.pop() ?? new this.#threads.Worker(WORKER_SOURCE, { eval: true });
+      worker = this.#idle.pop() ?? this.#start();
     } catch (error) {
       return Promise.reject(new Error(`Cannot start a worker thread to call ${name}`, { cause: error }));
     }
-    worker.ref();
-    return new Promise((resolve, reject) => {
-      // Only these listeners go: removing all of a Worker's would remove Node's own too.
-      const detach = (): void => {
-        worker.off("message", message);
-        worker.off("error", error);
-        worker.off("exit", exit);
-      };
-      const message = ([result, errno]: [number, number]): void => {
-        detach();
-        this.#release(worker);
-        resolve({ result, errno });
-      };
-      const error = (cause: Error): void => {
-        detach();
-        void worker.terminate();
+    worker.thread.ref();
+    const { control } = worker;
+    args.forEach((arg, index) => worker.args[index] = BigInt.asIntN(64, BigInt(arg as number | bigint)));
+    control[SYMBOL] = symbol;
+    Atomics.store(control, STATE, CALLED);
+    Atomics.notify(control, STATE);
+    return new Promise<OffThreadResult>((resolve, reject) => {
+      worker.fail = (cause) => {
+        worker.fail = undefined;
         reject(new Error(`The worker calling ${name} failed: ${cause.message}`, { cause }));
       };
-      const exit = (code: number): void => {
-        detach();
-        reject(new Error(`The worker calling ${name} exited with code ${code}`));
+      const done = (): void => {
+        if (worker.fail === undefined) return;
+        worker.fail = undefined;
+        const result = { result: control[RESULT], errno: control[ERRNO] };
+        Atomics.store(control, STATE, IDLE);
+        this.#release(worker);
+        resolve(result);
       };
-      worker.on("message", message);
-      worker.on("error", error);
-      worker.on("exit", exit);
-      worker.postMessage([this.#path, this.#errnoSymbol, name, args]);
+      const waiting = Atomics.waitAsync(control, STATE, CALLED);
+      if (waiting.async) void waiting.value.then(done);
+      else done();
     });
   }
 
-  #release(worker: NodeWorker): void {
+  #release(worker: CallWorker): void {
     if (this.#idle.length < IDLE_WORKERS) {
-      worker.unref();
+      worker.thread.unref();
       this.#idle.push(worker);
     } else {
-      void worker.terminate();
+      void worker.thread.terminate();
     }
   }
 }
