@@ -126,8 +126,8 @@ function ffiDisabled(process: NodeProcess): boolean {
 
 /**
  * `node:ffi`, or an Error naming the Node.js version or the flag needed: Node.js before 26 has
- * no `node:ffi`; 26 has it unless started with `--no-experimental-ffi` (26.0 to 26.9 need
- * `--experimental-ffi`).
+ * no `node:ffi`; 26.10 has it unless started with `--no-experimental-ffi` (earlier 26 releases
+ * may need `--experimental-ffi`).
  */
 function loadFfi(process: NodeProcess): NodeFfi {
   const ffi = process.getBuiltinModule?.("node:ffi") as NodeFfi | undefined;
