@@ -1,11 +1,12 @@
 /**
- * POSIX asynchronous I/O for Deno and Bun, straight from the C library through FFI: durable
- * `fsync`/`fdatasync` that block neither the event loop nor the runtime's thread pool, and
- * positioned `read`/`write`, all as Promises. On them, the durable patterns: a file handle
+ * POSIX asynchronous I/O for Deno, Bun and Node.js 26, straight from the C library through FFI:
+ * durable `fsync`/`fdatasync` that block neither the event loop nor the runtime's thread pool,
+ * and positioned `read`/`write`, all as Promises. On them, the durable patterns: a file handle
  * (`open`), a group-committed log (`openLog`, `readLog`), atomic replace (`writeFileAtomic`) and
  * directory sync (`syncDir`). The C-faithful layer is `@posix/aio/posix`.
  *
- * Deno needs `--allow-ffi`. Nothing is loaded until the first call.
+ * Deno needs `--allow-ffi`; Node.js needs `node:ffi` (26 and later), and under its permission
+ * model `--allow-ffi` and `--allow-worker`. Nothing is loaded until the first call.
  *
  * @example Append records and make them durable
  * ```ts ignore

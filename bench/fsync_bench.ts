@@ -6,6 +6,7 @@
  * ```sh
  * deno run --allow-all bench/fsync_bench.ts
  * bun bench/fsync_bench.ts
+ * node bench/fsync_bench.ts
  * BENCH_SCALE=0.1 BENCH_PASSES=5 bun bench/fsync_bench.ts   # or --scale=0.1 --passes=5
  * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only
  * bun bench/fsync_bench.ts --cases=mid,fanout-mid --impls=native,default
@@ -14,7 +15,7 @@
  *
  * A full run (scale 1, at least 3 passes, every case and implementation) also writes
  * `bench/results-<runtime>.json` and redraws `bench/results.svg` from the last full run of each
- * runtime: `npm run bench` (Deno, then Bun) leaves a chart of both. Quick or partial runs write
+ * runtime: `npm run bench` (Deno, then Bun, then Node) leaves a chart of the three. Quick or partial runs write
  * nothing; `--chart` only redraws the chart from the JSON files. The `-disk` cases run in
  * `BENCH_DISK_DIR`, else in the first of the temporary folder, the home folder and the current
  * folder that `stat -f` does not call tmpfs or ramfs.
@@ -52,8 +53,9 @@
  * Every row carries `cpu_percent`: CPU time of the process (user + system) over wall time, in
  * percent of one core, while the case ran (not strace's nor the FUSE daemon's).
  *
- * `impl` is `native` for the runtime's own path (Deno: `Deno.FsFile.syncData()`; Bun: `node:fs`
- * `fdatasync` with a callback, and `native-promises` for `FileHandle.datasync()`), the name
+ * `impl` is `native` for the runtime's own path (Deno: `Deno.FsFile.syncData()`; Bun and Node:
+ * `node:fs` `fdatasync` with a callback, and `native-promises` for `FileHandle.datasync()`, both
+ * on libuv's pool of 4 threads), the name
  * of a completion strategy, or a floor in C without any runtime (`bench/floor.c`, compiled with
  * gcc when the run starts, skipped without gcc): `c-sync` calls fdatasync(2) directly (in the
  * many-files cases on one thread per file, all at once), `c-aio` calls `aio_fsync` and waits in
@@ -79,7 +81,7 @@ import { type CompletionName, fdatasync, target } from "../mod.ts";
 import { COMPLETIONS } from "../src/completion.ts";
 
 /** The runtimes measured. */
-type Runtime = "deno" | "bun";
+type Runtime = "deno" | "bun" | "node";
 
 /** The workloads. */
 type CaseName =
@@ -126,7 +128,11 @@ const deno = (globalThis as { Bun?: unknown }).Bun === undefined
   ? (globalThis as { Deno?: typeof Deno }).Deno
   : undefined;
 
-const runtime: Runtime = deno === undefined ? "bun" : "deno";
+const runtime: Runtime = deno !== undefined
+  ? "deno"
+  : (globalThis as { Bun?: unknown }).Bun !== undefined
+  ? "bun"
+  : "node";
 
 const script: string = fileURLToPath(import.meta.url);
 
@@ -380,6 +386,7 @@ function selfCommand(args: string[], delayUs: number): string[] {
     // Deno grants access to paths under /dev (the files are on /dev/shm) only with --allow-all.
     return [...slow, deno.execPath(), "run", "--allow-all", script, ...args];
   }
+  if (runtime === "node") return [...slow, process.execPath, "--disable-warning=ExperimentalWarning", script, ...args];
   return [...slow, process.execPath, script, ...args];
 }
 
@@ -665,6 +672,7 @@ const OUT_DIR: string = path.dirname(script);
 /** The runtime's version, as the chart labels it. */
 function runtimeVersion(): string {
   if (deno !== undefined) return `Deno ${deno.version.deno}`;
+  if (runtime === "node") return `Node.js ${process.versions.node}`;
   return `Bun ${(globalThis as unknown as { Bun: { version: string } }).Bun.version}`;
 }
 
@@ -798,7 +806,7 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-/** The runtime's best own row of a case (Bun has two own paths). */
+/** The runtime's best own row of a case (Bun and Node have two own paths). */
 function bestOwn(rows: Row[], name: CaseName): Row | undefined {
   return rows.filter((row) => row.case === name && row.impl.startsWith("native"))
     .toSorted((a, b) => a.us_per_op - b.us_per_op)[0];
@@ -838,7 +846,7 @@ function figure(value: number): string {
  */
 function writeChart(): void {
   const runs: Results[] = [];
-  for (const name of ["deno", "bun"] as const) {
+  for (const name of ["deno", "bun", "node"] as const) {
     const file = path.join(OUT_DIR, `results-${name}.json`);
     if (fs.existsSync(file)) runs.push(JSON.parse(fs.readFileSync(file, "utf8")) as Results);
   }
@@ -852,8 +860,12 @@ function writeChart(): void {
     "deno default": "#1f5f99",
     "bun own": "#f2c58f",
     "bun default": "#c2620a",
+    "node own": "#a9d3a0",
+    "node default": "#2e7d32",
   };
-  const left = 64, top = 92, plotHeight = 300, groupWidth = 118, barWidth = 22, gap = 3;
+  const names: Record<Runtime, string> = { deno: "Deno", bun: "Bun", node: "Node" };
+  const left = 64, top = 92, plotHeight = 300, barWidth = 22, gap = 3;
+  const groupWidth = Math.max(118, bars.length * (barWidth + gap) + 18);
   const width = left + cases.length * groupWidth + 20;
   const height = top + plotHeight + 70 + runs.length * 26;
   const values = runs.flatMap((run) => run.rows.map((row) => row.us_per_op)).filter((value) => value > 0);
@@ -883,7 +895,7 @@ function writeChart(): void {
   for (const { run, kind } of bars) {
     const key = `${run.runtime} ${kind}`;
     out.push(`<rect x="${legend}" y="64" width="12" height="12" fill="${colors[key]}"/>`);
-    const label = `${run.runtime === "deno" ? "Deno" : "Bun"} ${kind === "own" ? "own (best)" : "default"}`;
+    const label = `${names[run.runtime]} ${kind === "own" ? "own (best)" : "default"}`;
     out.push(`<text x="${legend + 16}" y="74">${label}</text>`);
     legend += 130;
   }
@@ -922,9 +934,7 @@ function writeChart(): void {
       const at = top + plotHeight + 32 + line * 26;
       out.push(
         `<text x="${cx}" y="${at}" text-anchor="middle" `
-          + `fill="${ratio <= 1 ? "#1a7f37" : "#b42318"}">${run.runtime === "deno" ? "Deno" : "Bun"} ${
-            ratio.toFixed(2)
-          }x</text>`,
+          + `fill="${ratio <= 1 ? "#1a7f37" : "#b42318"}">${names[run.runtime]} ${ratio.toFixed(2)}x</text>`,
       );
       if (CASES.get(name) !== 0) {
         out.push(

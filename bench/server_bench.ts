@@ -1,5 +1,6 @@
 /**
- * Benchmark of a real server: examples/http_log.ts under `Deno.serve` and `Bun.serve`, driven
+ * Benchmark of a real server: examples/http_log.ts under `Deno.serve`, `Bun.serve` and Node's
+ * `node:http`, driven
  * over loopback by autocannon (npm) in a process of its own, for each way of making a record
  * durable side by side.
  *
@@ -9,7 +10,7 @@
  * bun bench/server_bench.ts --runtime=deno --device=disk+1ms --variant=log,native --connections=64
  * ```
  *
- * Options (`--name=value`, lists comma-separated): `--runtime` (deno, bun), `--device` (disk,
+ * Options (`--name=value`, lists comma-separated): `--runtime` (deno, bun, node), `--device` (disk,
  * disk+1ms), `--variant` (native, fdatasync, log), `--connections` (1, 16, 64), `--duration`
  * (seconds per point, default 5), `--dir` (where the record files go: a folder on a real disk,
  * default the system's temporary folder, else the home or the current folder, whichever is on a
@@ -65,7 +66,7 @@ import {
   syncsByFd,
 } from "./common.ts";
 
-type Runtime = "deno" | "bun";
+type Runtime = "deno" | "bun" | "node";
 type Variant = "native" | "fdatasync" | "log";
 
 /** One point, as printed. */
@@ -109,7 +110,7 @@ interface LoadPlan {
   pid: number;
 }
 
-const RUNTIMES: readonly Runtime[] = ["deno", "bun"];
+const RUNTIMES: readonly Runtime[] = ["deno", "bun", "node"];
 const VARIANTS: readonly Variant[] = ["native", "fdatasync", "log"];
 const CONNECTIONS: readonly number[] = [1, 16, 64];
 /** A server that does not listen within this is a failure (ms). */
@@ -220,7 +221,9 @@ async function startServer(
   const args = ["--port=0", `--file=${file}`, `--variant=${variant}`];
   let command = runtime === "deno"
     ? [bin("deno"), "run", "--allow-all", example, ...args]
-    : [bin("bun"), example, ...args];
+    : runtime === "bun"
+    ? [bin("bun"), example, ...args]
+    : [bin("node"), "--disable-warning=ExperimentalWarning", example, ...args];
   if (device === "disk+1ms") command = [...slowed(["fdatasync"], straceLog), ...command];
   if (pin) command = ["taskset", "-c", "0", ...command];
   const child = spawn(command[0], command.slice(1), { stdio: ["ignore", "pipe", "pipe"] });

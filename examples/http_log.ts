@@ -1,5 +1,6 @@
 /**
- * A durable record store over HTTP, the same file under `Deno.serve` and `Bun.serve`.
+ * A durable record store over HTTP, the same file under `Deno.serve`, `Bun.serve` and Node's
+ * `node:http`.
  *
  * - `POST /records`: the body (UTF-8 text without a line feed; one trailing line feed is
  *   dropped) is appended to the file as one line, and the answer is `201 Created` only once
@@ -12,6 +13,7 @@
  * ```sh
  * deno run --allow-all examples/http_log.ts --port=8080 --file=records.log --variant=log
  * bun examples/http_log.ts --port=8080 --file=records.log --variant=log
+ * node examples/http_log.ts --port=8080 --file=records.log --variant=log
  * curl -d '{"hello":"world"}' localhost:8080/records && curl localhost:8080/records
  * ```
  *
@@ -27,7 +29,8 @@
  *   - `fdatasync`: a write, then this module's `fdatasync(fd)` per request (concurrent calls
  *     on one fd are merged into one sync in flight and one queued).
  *   - `native`: a write, then the runtime's own sync per request: Deno's `FsFile.syncData()`,
- *     Bun's `node:fs` `fdatasync`.
+ *     Bun's `node:fs` `fdatasync`, Node's `FileHandle.datasync()` (both on libuv's pool of 4
+ *     threads).
  *
  * Once listening, it prints one JSON line on stdout: `{ "listening": { hostname, port }, pid,
  * runtime, variant, file }`. SIGINT or SIGTERM stops it: requests in flight are answered, the
@@ -67,7 +70,8 @@ interface BunRuntime {
 }
 
 const bun = (globalThis as { Bun?: BunRuntime }).Bun;
-const runtime = bun === undefined ? "deno" : "bun";
+const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+const runtime = bun !== undefined ? "bun" : deno !== undefined ? "deno" : "node";
 
 /** The largest body accepted (bytes). */
 const MAX_RECORD = 1 << 20;
@@ -138,9 +142,13 @@ async function openStore(variant: Variant, file: string): Promise<{ store: Store
   }
   const length = await recover(file);
   let store: Store;
-  if (variant === "native" && bun === undefined) {
-    const handle = await Deno.open(file, { append: true, create: true });
+  if (variant === "native" && deno !== undefined) {
+    const handle = await deno.open(file, { append: true, create: true });
     store = perRequestStore((data) => handle.writeSync(data), () => handle.syncData(), () => handle.close());
+  } else if (variant === "native" && runtime === "node") {
+    const handle = await fsp.open(file, "a");
+    const write = (data: Uint8Array): number => fs.writeSync(handle.fd, data);
+    store = perRequestStore(write, () => handle.datasync(), () => void handle.close());
   } else {
     const fd = fs.openSync(file, "a");
     const write = (data: Uint8Array): number => fs.writeSync(fd, data);
@@ -256,11 +264,24 @@ async function handle(request: Request): Promise<Response> {
   }
   if (request.method !== "POST") return text(405, `Method not allowed: ${request.method}`, { allow: "GET, POST" });
   const declared = Number(request.headers.get("content-length") ?? 0);
-  if (declared > MAX_RECORD) return text(413, `Invalid record: longer than ${MAX_RECORD} bytes`);
-  const body = new Uint8Array(await request.arrayBuffer());
-  if (body.length > MAX_RECORD) return text(413, `Invalid record: longer than ${MAX_RECORD} bytes`);
+  if (declared > MAX_RECORD) return text(413, TOO_LONG);
+  const { status, message } = await post(new Uint8Array(await request.arrayBuffer()));
+  return message === undefined ? new Response(null, { status }) : text(status, message);
+}
+
+/** A POST's answer: its status, and a message for an error. */
+interface Outcome {
+  readonly status: number;
+  readonly message?: string;
+}
+
+const TOO_LONG = `Invalid record: longer than ${MAX_RECORD} bytes`;
+
+/** Appends the record of a POST's body; resolves once it is durable (201), or with the error. */
+async function post(body: Uint8Array): Promise<Outcome> {
+  if (body.length > MAX_RECORD) return { status: 413, message: TOO_LONG };
   const record = toRecord(body);
-  if (typeof record === "string") return text(400, record);
+  if (typeof record === "string") return { status: 400, message: record };
   // No await between taking the offset and handing the record over: the store lays records
   // down in call order, so this record ends at `end`.
   const end = appended += record.length;
@@ -268,17 +289,93 @@ async function handle(request: Request): Promise<Response> {
     await store.append(record);
   } catch (error) {
     console.error(error);
-    return text(500, `Not durable: ${error instanceof Error ? error.message : String(error)}`);
+    return { status: 500, message: `Not durable: ${error instanceof Error ? error.message : String(error)}` };
   }
   // A sync covers every record written before it: all bytes before `end` are durable.
   if (end > durable) durable = end;
   acknowledged++;
-  return new Response(null, { status: 201 });
+  return { status: 201 };
 }
 
 function onError(error: unknown): Response {
   console.error(error);
   return text(500, "Internal server error");
+}
+
+/** The body of a Node request, or `undefined` once it is longer than `MAX_RECORD`. */
+async function readBody(incoming: AsyncIterable<unknown>): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of incoming) {
+    chunks.push(chunk as Uint8Array);
+    length += (chunk as Uint8Array).length;
+    if (length > MAX_RECORD) return undefined;
+  }
+  const body = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return body;
+}
+
+/**
+ * Serves with `node:http`. `POST /records` is answered directly (building a fetch `Request` and
+ * `Response` per request costs Node more CPU than the rest of the request); anything else goes
+ * through `handle` as a fetch `Request`, its `Response` written back with backpressure.
+ */
+async function serveNode(): Promise<{ port: number; stop: () => Promise<void> }> {
+  const http = await import("node:http");
+  type Incoming = InstanceType<typeof http.IncomingMessage>;
+  type Outgoing = InstanceType<typeof http.ServerResponse>;
+  const answer = (outgoing: Outgoing, { status, message }: Outcome): void => {
+    if (message === undefined) outgoing.writeHead(status).end();
+    else outgoing.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(message + "\n");
+  };
+  const postRecord = async (incoming: Incoming, outgoing: Outgoing): Promise<void> => {
+    if (Number(incoming.headers["content-length"] ?? 0) > MAX_RECORD) {
+      incoming.resume();
+      return answer(outgoing, { status: 413, message: TOO_LONG });
+    }
+    const body = await readBody(incoming);
+    answer(outgoing, body === undefined ? { status: 413, message: TOO_LONG } : await post(body));
+  };
+  const viaFetch = async (incoming: Incoming, outgoing: Outgoing): Promise<void> => {
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(incoming.headers)) {
+      for (const each of [value ?? []].flat()) headers.append(name, each);
+    }
+    const method = incoming.method ?? "GET";
+    const body = method === "GET" || method === "HEAD" ? undefined : await readBody(incoming);
+    const request = new Request(`http://${hostname}${incoming.url}`, { method, headers, body });
+    const response = await handle(request).catch(onError);
+    outgoing.writeHead(response.status, Object.fromEntries(response.headers));
+    if (response.body !== null) {
+      for await (const chunk of response.body) {
+        if (!outgoing.write(chunk)) await new Promise((resolve) => outgoing.once("drain", resolve));
+      }
+    }
+    outgoing.end();
+  };
+  const server = http.createServer((incoming, outgoing) => {
+    const served = incoming.method === "POST" && incoming.url === "/records"
+      ? postRecord(incoming, outgoing)
+      : viaFetch(incoming, outgoing);
+    served.catch((error) => {
+      console.error(error);
+      outgoing.destroy();
+    });
+  });
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  server.once("error", reject);
+  server.listen(port, hostname, () => resolve());
+  await promise;
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address !== null ? address.port : port,
+    stop: () => new Promise<void>((done) => server.close(() => done())),
+  };
 }
 
 let stop: () => Promise<void>;
@@ -287,11 +384,13 @@ if (bun !== undefined) {
   const server = bun.serve({ hostname, port, fetch: handle, error: onError });
   listening = server.port;
   stop = () => server.stop();
-} else {
+} else if (deno !== undefined) {
   const { promise, resolve } = Promise.withResolvers<number>();
-  const server = Deno.serve({ hostname, port, onListen: (address) => resolve(address.port), onError }, handle);
+  const server = deno.serve({ hostname, port, onListen: (address) => resolve(address.port), onError }, handle);
   listening = await promise;
   stop = () => server.shutdown();
+} else {
+  ({ port: listening, stop } = await serveNode());
 }
 console.log(JSON.stringify({ listening: { hostname, port: listening }, pid: process.pid, runtime, variant, file }));
 

@@ -6,30 +6,34 @@
 
 import { createBunBackend } from "./bun.ts";
 import { createDenoBackend } from "./deno.ts";
+import { createNodeBackend } from "./node.ts";
 import type { Backend } from "./types.ts";
 
 export { FfiPermissionError } from "./types.ts";
 export type { Address, Backend, Libc, NativeLibrary, OffThreadResult, ThreadSafeCallback } from "./types.ts";
 
-/** The name of the JavaScript runtime, or `undefined` if it is neither Deno nor Bun. */
-export function detectRuntime(): "deno" | "bun" | undefined {
-  const global = globalThis as { Deno?: unknown; Bun?: unknown };
+/** The name of the JavaScript runtime, or `undefined` if it is neither Deno, Bun nor Node.js. */
+export function detectRuntime(): "deno" | "bun" | "node" | undefined {
+  const global = globalThis as { Deno?: unknown; Bun?: unknown; process?: { versions?: { node?: unknown } } };
+  // Bun and Deno both have a Node-like `process` too: they are told apart first.
   if (global.Bun !== undefined) return "bun";
   if (global.Deno !== undefined) return "deno";
+  if (typeof global.process?.versions?.node === "string") return "node";
   return undefined;
 }
 
-/** Creates the backend for this runtime; throws an Error naming the runtime if there is none. */
+/** Creates the backend for this runtime; throws an Error if it is neither Deno, Bun nor Node.js. */
 export function createBackend(): Backend {
   switch (detectRuntime()) {
     case "deno":
       return createDenoBackend();
     case "bun":
       return createBunBackend();
-    default: {
-      const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
-      const name = node === undefined ? "this JavaScript runtime" : `Node.js ${node}`;
-      throw new Error(`@posix/aio needs Deno or Bun (their FFI calls the C library); ${name} is not supported`);
-    }
+    case "node":
+      return createNodeBackend();
+    default:
+      throw new Error(
+        "@posix/aio needs Deno, Bun or Node.js 26 (their FFI calls the C library); this JavaScript runtime is none of them",
+      );
   }
 }

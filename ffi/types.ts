@@ -9,8 +9,8 @@
 import type { NativeType, SymbolDefinition, SYMBOLS } from "./symbols.ts";
 
 /**
- * A native address in the form the runtime passes fastest: a bigint in Deno, a number in Bun,
- * and the backend's `NULL` for the null pointer. Opaque above `ffi/`: only the backend does
+ * A native address in the form the runtime passes fastest: a bigint in Deno and Node, a number
+ * in Bun, and the backend's `NULL` for the null pointer. Opaque above `ffi/`: only the backend does
  * arithmetic on it or turns it into bytes.
  */
 export type Address = number | bigint | null;
@@ -53,6 +53,14 @@ export interface NativeLibrary {
 export interface ThreadSafeCallback {
   /** The function pointer to hand to C. */
   readonly address: Address;
+  /**
+   * A value for C to pass to `address` (`sigev_value`), handed to the JS function when C calls
+   * it, and distinct from every other value issued and not yet released. Present where C must
+   * pass a value of the backend's own (Node: a libuv handle); otherwise any value goes through.
+   */
+  token?(): bigint;
+  /** The call carrying `token` came, or will never come: the value may be issued again. */
+  release?(token: bigint): void;
   /** Keeps the process alive while C may still call it. */
   ref(): void;
   /** Lets the process exit even though C could still call it. */
@@ -68,8 +76,8 @@ export interface OffThreadResult {
 
 /** What a runtime offers this module. */
 export interface Backend {
-  /** `"deno"` or `"bun"`. */
-  readonly runtime: "deno" | "bun";
+  /** `"deno"`, `"bun"` or `"node"`. */
+  readonly runtime: "deno" | "bun" | "node";
   /** Operating system, as `Deno.build.os` names it (`"linux"`, `"darwin"`, ...). */
   readonly os: string;
   /** CPU architecture, as `Deno.build.arch` names it (`"x86_64"`, `"aarch64"`, ...). */

@@ -1,6 +1,6 @@
 /**
  * `open()` and `AioFile`: a file handle whose reads, writes and syncs are POSIX AIO requests,
- * for Deno and Bun programs that want one without `node:fs`.
+ * for Deno, Bun and Node programs that want one without `node:fs`.
  *
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * What the durable layer needs from the file system besides AIO: opening, closing, renaming,
- * removing and `fstat`, through `node:fs` (Deno and Bun both have it, and its descriptors are
- * the process's real file descriptors, which libc accepts). Its errors become AioError with the
+ * removing and `fstat`, through `node:fs` (Deno, Bun and Node all have it, and its descriptors
+ * are the process's real file descriptors, which libc accepts). Its errors become AioError with the
  * platform's errno (from the ABI table), `syscall` and `path`.
  *
  * @module

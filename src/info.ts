@@ -15,8 +15,8 @@ export type { CompletionName } from "./completion.ts";
 
 /** The platform and the choices made on it. */
 export interface Target {
-  /** `"deno"` or `"bun"`. */
-  readonly runtime: "deno" | "bun";
+  /** `"deno"`, `"bun"` or `"node"`. */
+  readonly runtime: "deno" | "bun" | "node";
   /** `"linux"` or `"darwin"`. */
   readonly os: string;
   /** `"x86_64"` or `"aarch64"`. */
@@ -40,7 +40,7 @@ export interface Target {
  * ```
  */
 export const target: Target = Object.freeze({
-  get runtime(): "deno" | "bun" {
+  get runtime(): "deno" | "bun" | "node" {
     return runtimeBackend().runtime;
   },
   get os(): string {

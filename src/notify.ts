@@ -26,11 +26,17 @@ const expected = new Map<bigint, Expected>();
 let callback: ThreadSafeCallback | undefined;
 let nextToken = 1n;
 
-function forget(token: bigint): Expected | undefined {
+/**
+ * Drops the handler of `token`. `settled`: its notification came or will never come, so the
+ * backend may issue the token again (one whose grace period ended is never issued again: its
+ * notification could still come).
+ */
+function forget(token: bigint, settled: boolean): Expected | undefined {
   const entry = expected.get(token);
   if (entry === undefined) return undefined;
   expected.delete(token);
   clearTimeout(entry.grace);
+  if (settled) callback!.release?.(token);
   if (expected.size === 0) callback!.unref();
   return entry;
 }
@@ -38,14 +44,18 @@ function forget(token: bigint): Expected | undefined {
 /**
  * Runs the handler of a notification that arrived. An exception it throws (a user's
  * `sigev_notify_function`) never reaches the runtime's callback machinery: the backend reports
- * it (Deno: an `error` event on `globalThis`; Bun: `uncaughtException` on `process`; stderr when
- * nobody listens) without ending the process, and later notifications are dispatched as usual.
+ * it (Deno: an `error` event on `globalThis`; Bun and Node: `uncaughtException` on `process`;
+ * stderr when nobody listens) without ending the process, and later notifications are dispatched as usual.
  * `reportError()` itself would end the process when nobody listens, and an exit while glibc's
  * notification threads call into the runtime can crash it (seen in Deno: SIGSEGV).
  */
 function dispatch(token: bigint): void {
-  const entry = forget(token);
-  if (entry === undefined) return;
+  const entry = forget(token, true);
+  if (entry === undefined) {
+    // Came after its grace period: only now may the backend issue the token again.
+    callback!.release?.(token);
+    return;
+  }
   try {
     entry.handler();
   } catch (error) {
@@ -65,7 +75,7 @@ export function notificationFunction(): Address {
  */
 export function expectNotification(handler: () => void): bigint {
   notificationFunction();
-  const token = nextToken++;
+  const token = callback!.token?.() ?? nextToken++;
   if (expected.size === 0) callback!.ref();
   expected.set(token, { handler });
   return token;
@@ -73,7 +83,7 @@ export function expectNotification(handler: () => void): bigint {
 
 /** Withdraws a handler whose notification will never come (the submit was refused). */
 export function withdrawNotification(token: bigint): void {
-  forget(token);
+  forget(token, true);
 }
 
 /**
@@ -83,7 +93,7 @@ export function withdrawNotification(token: bigint): void {
 export function notificationDue(token: bigint): void {
   const entry = expected.get(token);
   if (entry === undefined || entry.grace !== undefined) return;
-  entry.grace = setTimeout(() => forget(token), GRACE_MS);
+  entry.grace = setTimeout(() => forget(token, false), GRACE_MS);
   // The callback's reference keeps the process alive; this timer only ends the wait.
   native().backend.unrefTimer(entry.grace);
 }

@@ -14,7 +14,18 @@ import { stats } from "../mod.ts";
 import { constants } from "../src/posix.ts";
 
 /** The runtime running the tests. */
-export const runtime: "deno" | "bun" = (globalThis as { Bun?: unknown }).Bun !== undefined ? "bun" : "deno";
+export const runtime: "deno" | "bun" | "node" = (globalThis as { Bun?: unknown }).Bun !== undefined
+  ? "bun"
+  : (globalThis as { Deno?: unknown }).Deno !== undefined
+  ? "deno"
+  : "node";
+
+/**
+ * The options Node is started with, for the suite and its children: the garbage collector
+ * exposed (tests/helpers.ts `gc()`), and no warning for `node:ffi` being experimental (children
+ * report on stdout and stderr, which some tests read).
+ */
+export const NODE_OPTIONS: readonly string[] = ["--expose-gc", "--disable-warning=ExperimentalWarning"];
 
 /** The project's root folder. */
 export const root: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -290,6 +301,7 @@ export function runtimeCommand(script: string, extra: string[] = []): string[] {
   if (runtime === "deno") {
     return [...runtimeLauncher, "run", "--allow-all", "--v8-flags=--expose-gc", ...extra, script];
   }
+  if (runtime === "node") return [...runtimeLauncher, ...NODE_OPTIONS, ...extra, script];
   return [...runtimeLauncher, ...extra, script];
 }
 
@@ -302,14 +314,15 @@ export interface ChildResult {
   readonly ms: number;
 }
 
-/** Runs a command to its end (killed after `timeout` ms). */
+/** Runs a command to its end (killed after `timeout` ms), in `cwd` if given. */
 export function run(
   command: string[],
-  options: { env?: Record<string, string>; timeout?: number; input?: string } = {},
+  options: { env?: Record<string, string>; timeout?: number; input?: string; cwd?: string } = {},
 ): Promise<ChildResult> {
   const start = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(command[0], command.slice(1), {
+      cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
     });

