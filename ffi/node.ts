@@ -183,8 +183,13 @@ const args = new BigInt64Array(shared, ${ARGUMENTS_OFFSET}, ${MAX_ARGUMENTS});
 const { lib } = ffi.dlopen(path);
 const calls = ${JSON.stringify(OFF_THREAD)}.map(([symbol, signature]) => {
   const fn = lib.getFunction(symbol, signature);
-  const pointer = signature.arguments.map((type) => type === "pointer");
-  return () => fn(...pointer.map((isPointer, i) => isPointer ? BigInt.asUintN(64, args[i]) : Number(args[i])));
+  // node:ffi takes pointers and 64-bit integers as bigints, 32-bit ones as numbers.
+  const convert = signature.arguments.map((type) =>
+    type === "pointer" || type === "uint64" ? (value) => BigInt.asUintN(64, value)
+    : type === "int64" ? (value) => value
+    : (value) => Number(value)
+  );
+  return () => fn(...convert.map((to, i) => to(args[i])));
 });
 const location = lib.getFunction(errnoSymbol, ${JSON.stringify(nodeSignature(ERRNO_DEFINITION))});
 const errnoCell = new Int32Array(ffi.toArrayBuffer(location(), 4, false));

@@ -132,7 +132,11 @@ interface Acknowledged {
 function acknowledgements(calls: readonly Call[]): Acknowledged[] {
   const connections = new Map<number, { received: number[] }>();
   const acked: Acknowledged[] = [];
-  for (const call of calls) {
+  // In the order the calls took effect, the fd numbers they name being reused by other threads
+  // (Node's read files of their own): a close frees its number when it starts, anything else (an
+  // accept, a read) counts once it returned.
+  const effect = (call: Call): number => call.name === "close" ? call.entry : call.exit;
+  for (const call of calls.toSorted((a, b) => effect(a) - effect(b))) {
     if ((call.name === "accept4" || call.name === "accept") && /^\d+$/.test(call.ret)) {
       connections.set(Number(call.ret), { received: [] });
       continue;
