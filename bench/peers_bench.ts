@@ -22,7 +22,7 @@
  * - `lmdb`: lmdb-js (npm `lmdb`), `put(id, record)` with `overlappingSync: false`, so that its
  *   promise resolves once the commit is synced (by default it resolves before).
  * - `sqlite`: SQLite in WAL mode with `synchronous=FULL`, one `INSERT` per record (its own
- *   transaction): `bun:sqlite` in Bun, `node:sqlite` in Deno.
+ *   transaction): `bun:sqlite` in Bun, `node:sqlite` in Deno and Node.
  * - `own`: the runtime's `node:fs/promises` `FileHandle.write()` (file opened to append) then
  *   `datasync()`, per record; `own-fsfile` (Deno): `Deno.FsFile` `write()` then `syncData()`.
  * - `c-append`, `c-prealloc`, `c-aio`: floors in C without a runtime (`bench/peers_floor.c`,
@@ -101,7 +101,7 @@ import {
 } from "./common.ts";
 
 /** The runtimes a point can run in. */
-type Runtime = "deno" | "bun";
+type Runtime = "deno" | "bun" | "node";
 
 /** How a point's child runs in a runtime, and what differs there. */
 interface RuntimeEntry {
@@ -123,6 +123,11 @@ const RUNTIMES: Readonly<Record<Runtime, RuntimeEntry>> = {
   bun: {
     command: (script, args) => [bin("bun"), script, ...args],
     sqlite: { module: "bun:sqlite", database: "Database" },
+    own: ["own"],
+  },
+  node: {
+    command: (script, args) => [bin("node"), "--disable-warning=ExperimentalWarning", script, ...args],
+    sqlite: { module: "node:sqlite", database: "DatabaseSync" },
     own: ["own"],
   },
 };
