@@ -418,10 +418,11 @@ class Log implements AioLog {
     for (const entry of batch) length += this.#encodedSize(entry.bytes);
     const buffer = logHooks.allocate(length);
     let offset = 0;
-    for (const entry of batch) {
-      if (this.format === "framed") {
-        offset = encodeFrame(buffer, offset, entry.bytes);
-      } else {
+    if (this.format === "framed") {
+      const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+      for (const entry of batch) offset = encodeFrame(buffer, view, offset, entry.bytes);
+    } else {
+      for (const entry of batch) {
         buffer.set(entry.bytes, offset);
         offset += entry.bytes.length;
       }

@@ -56,21 +56,27 @@ const TABLES: Uint32Array[] = (() => {
 })();
 
 /**
- * CRC32C of `bytes`, continuing `previous` (the CRC32C of what came before them): so
- * `crc32c(b, crc32c(a))` is the CRC32C of `a` followed by `b`.
+ * CRC32C of `bytes` (of `bytes[start, end)`), continuing `previous` (the CRC32C of what came
+ * before them): so `crc32c(b, crc32c(a))` is the CRC32C of `a` followed by `b`.
  */
-export function crc32c(bytes: Uint8Array, previous = 0): number {
+export function crc32c(bytes: Uint8Array, previous = 0, start = 0, end: number = bytes.length): number {
   const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES;
   let crc = ~previous >>> 0;
-  let i = 0;
-  const length = bytes.length;
-  for (; i + 8 <= length; i += 8) {
+  let i = start;
+  for (; i + 8 <= end; i += 8) {
     const low = (crc ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24))) >>> 0;
     crc = t7[low & 0xff] ^ t6[(low >>> 8) & 0xff] ^ t5[(low >>> 16) & 0xff] ^ t4[low >>> 24]
       ^ t3[bytes[i + 4]] ^ t2[bytes[i + 5]] ^ t1[bytes[i + 6]] ^ t0[bytes[i + 7]];
   }
-  for (; i < length; i++) crc = t0[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  for (; i < end; i++) crc = t0[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
   return ~crc >>> 0;
+}
+
+/** CRC32C of a record's length as a frame stores it (4 bytes, little-endian). */
+function lengthCrc(length: number): number {
+  const [t0, t1, t2, t3] = TABLES;
+  const low = (0xffffffff ^ length) >>> 0;
+  return ~(t3[low & 0xff] ^ t2[(low >>> 8) & 0xff] ^ t1[(low >>> 16) & 0xff] ^ t0[low >>> 24]) >>> 0;
 }
 
 /** A CRC as the format stores it (LevelDB's mask). */
@@ -109,14 +115,12 @@ export function headerVersion(bytes: Uint8Array): number {
 }
 
 /**
- * Writes the frame of `record` at `at` in `into` (whose padding bytes must be zero already).
- * Returns the offset after the frame.
+ * Writes the frame of `record` at `at` in `into` (whose padding bytes must be zero already),
+ * through `view`, a DataView of all of `into`. Returns the offset after the frame.
  */
-export function encodeFrame(into: Uint8Array, at: number, record: Uint8Array): number {
-  const view = new DataView(into.buffer, into.byteOffset + at, FRAME_HEADER_SIZE);
-  view.setUint32(0, record.length, true);
-  const lengthBytes = into.subarray(at, at + 4);
-  view.setUint32(4, maskCrc(crc32c(record, crc32c(lengthBytes))), true);
+export function encodeFrame(into: Uint8Array, view: DataView, at: number, record: Uint8Array): number {
+  view.setUint32(at, record.length, true);
+  view.setUint32(at + 4, maskCrc(crc32c(record, lengthCrc(record.length))), true);
   into.set(record, at + FRAME_HEADER_SIZE);
   return at + frameSize(record.length);
 }
@@ -160,9 +164,7 @@ async function readFully(read: ReadAt, buffer: Uint8Array, position: number): Pr
 /** Whether the frame in `bytes` (header included) is valid, its length already checked. */
 function frameValid(bytes: Uint8Array, length: number): boolean {
   const view = new DataView(bytes.buffer, bytes.byteOffset, FRAME_HEADER_SIZE);
-  const expected = maskCrc(
-    crc32c(bytes.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + length), crc32c(bytes.subarray(0, 4))),
-  );
+  const expected = maskCrc(crc32c(bytes, lengthCrc(length), FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + length));
   return view.getUint32(4, true) === expected;
 }
 

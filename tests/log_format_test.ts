@@ -37,10 +37,11 @@ function handMade(file: string, items: (string | Uint8Array)[], tail: Uint8Array
   const buffer = new Uint8Array(size + tail.length);
   buffer.set(encodeHeader());
   const offsets: number[] = [];
+  const view = new DataView(buffer.buffer);
   let at = HEADER_SIZE;
   for (const item of bytes) {
     offsets.push(at);
-    at = encodeFrame(buffer, at, item);
+    at = encodeFrame(buffer, view, at, item);
   }
   buffer.set(tail, at);
   fs.writeFileSync(file, buffer);
@@ -176,7 +177,7 @@ test("framed: what a crash can leave at the end is never read, and is cut durabl
     const file = path.join(dir, "torn.log");
     const frame = (record: string): Uint8Array => {
       const bytes = new Uint8Array(frameSize(record.length));
-      encodeFrame(bytes, 0, encoder.encode(record));
+      encodeFrame(bytes, new DataView(bytes.buffer), 0, encoder.encode(record));
       return bytes;
     };
     const whole = frame("x".repeat(2000));
