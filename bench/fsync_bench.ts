@@ -10,6 +10,7 @@
  * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only
  * bun bench/fsync_bench.ts --cases=mid,fanout-mid --impls=native,default
  * bun bench/fsync_bench.ts --cases=mid,mid-fuse,fanout-mid,fanout-mid-fuse --impls=native,default,c-sync
+ * bun bench/fsync_bench.ts --cases=seq-disk,mid --impls=native,default,c-aio,c-relay --passes=5
  * ```
  *
  * A full run (scale 1, at least 3 passes, every case and implementation) also writes
@@ -57,13 +58,16 @@
  * of a completion strategy, or a floor in C without any runtime (`bench/floor.c`, compiled with
  * gcc when the run starts, skipped without gcc): `c-sync` calls fdatasync(2) directly (in the
  * many-files cases on one thread per file, all at once), `c-aio` calls `aio_fsync` and waits in
- * `aio_suspend` (glibc's pool set up as this module sets it). The floors show what the device,
- * strace's delay (or the FUSE device) and the C library cost by themselves; they run in the
- * first pass only (C varies less than the runtimes), and `concurrent-one-fd` and `idle` (32
- * waits of 1 s) have none. The strategy is chosen once per process, so every implementation
- * runs in a child process of the same runtime; passes are interleaved (the machine drifts
- * between fast and slow states) and the median of the passes is printed, one JSON line per
- * case and implementation. The rows of the default strategy carry `"default": true`.
+ * `aio_suspend` (glibc's pool set up as this module sets it), `c-relay` is `c-aio` with the wait
+ * on a second thread that wakes the main one, asleep in `epoll_wait`, through an eventfd: the
+ * one hand-off more per completion that any binding whose JavaScript thread must not block pays,
+ * without any runtime. The floors show what the device, strace's delay (or the FUSE device), the
+ * C library and that hand-off cost by themselves; in a full run they run in the first pass only
+ * (C varies less than the runtimes), in every pass when `--impls` names them, and
+ * `concurrent-one-fd` and `idle` (32 waits of 1 s) have none. The strategy is chosen once per
+ * process, so every implementation runs in a child process of the same runtime; passes are
+ * interleaved (the machine drifts between fast and slow states) and the median of the passes
+ * is printed, one JSON line per case and implementation. The rows of the default strategy carry `"default": true`.
  *
  * @module
  */
@@ -184,7 +188,7 @@ const FANOUT_ROUNDS = 20;
 const IDLE_FILES = 32;
 const IDLE_ROUNDS = 1;
 /** The floors in C, by implementation name: `bench/floor.c`'s first argument. */
-const FLOORS: ReadonlyMap<string, string> = new Map([["c-sync", "sync"], ["c-aio", "aio"]]);
+const FLOORS: ReadonlyMap<string, string> = new Map([["c-sync", "sync"], ["c-aio", "aio"], ["c-relay", "relay"]]);
 
 /** A child that takes longer than this is killed (ms). */
 const CHILD_TIMEOUT_MS = 600_000;
@@ -393,7 +397,7 @@ function buildFloor(dir: string): string | undefined {
   const built = spawnSync("gcc", ["-O2", "-pthread", "-o", program, source, "-lrt"], { encoding: "utf8" });
   if (built.status === 0) return program;
   const why = built.error !== undefined ? "gcc is not installed" : built.stderr.trim().split("\n")[0];
-  console.error(`the C floors (c-sync, c-aio) are skipped: ${why}`);
+  console.error(`the C floors (${[...FLOORS.keys()].join(", ")}) are skipped: ${why}`);
   return undefined;
 }
 
@@ -744,7 +748,8 @@ async function main(args: string[]): Promise<void> {
           console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary(rows)}`);
         }
       }
-      for (const impl of floor === undefined || pass > 0 ? [] : floors) {
+      // A full run measures the floors once; a run that names them (--impls) in every pass.
+      for (const impl of floor === undefined || (pass > 0 && onlyImpls === undefined) ? [] : floors) {
         const rows: Row[] = [];
         for (const { parent, names } of groups.values()) {
           for (const name of names) {
