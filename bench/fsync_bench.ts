@@ -24,7 +24,8 @@
  * the sync differs:
  * - `seq`: write + fdatasync, one after another (10,000 times).
  * - `seq-disk`: `seq` on the machine's disk (500 times).
- * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (10 rounds).
+ * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (50 rounds, after 10
+ *   untimed: the steady state, not the JIT compilers' first rounds).
  * - `many-files`: 64 files, each write + fdatasync, all 64 at once (20 rounds).
  * - `many-files-disk`: `many-files` on the machine's disk (10 rounds).
  * - `mid` (needs strace): `seq` on a device made slow with strace, 500 us added to every
@@ -170,9 +171,10 @@ const BLOCK = new Uint8Array(4096).fill(0x61);
 /** `seq`: operations at scale 1, and untimed ones run first. */
 const SEQ_OPS = 10_000;
 const SEQ_WARMUP = 500;
-/** `concurrent-one-fd`: syncs at once, and rounds at scale 1 (one more runs untimed first). */
+/** `concurrent-one-fd`: syncs at once, rounds at scale 1, and untimed rounds run first. */
 const BURST = 1000;
-const BURST_ROUNDS = 10;
+const BURST_ROUNDS = 50;
+const BURST_WARMUP = 10;
 /** `many-files`: files, and rounds at scale 1 (one more runs untimed first). */
 const FILES = 64;
 const FILES_ROUNDS = 20;
@@ -275,7 +277,7 @@ async function concurrentOneFd(open: Opener, dir: string, scale: number): Promis
     await Promise.all(Array.from({ length: BURST }, () => file.sync()));
   };
   try {
-    await burst();
+    for (let round = 0; round < BURST_WARMUP; round++) await burst();
     return {
       ops: rounds * BURST,
       ...await timed(async () => {
