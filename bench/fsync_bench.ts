@@ -811,7 +811,10 @@ function bestOwn(rows: Row[], name: CaseName): Row | undefined {
     .toSorted((a, b) => a.us_per_op - b.us_per_op)[0];
 }
 
-/** One line per case: the default against the runtime's best own path. */
+/**
+ * One line per case: the default against the runtime's best own path, and against each C floor
+ * measured in the case (the default's time over the floor's).
+ */
 function ratios(rows: Row[]): string[] {
   const lines: string[] = [];
   for (const name of CASES.keys()) {
@@ -819,9 +822,14 @@ function ratios(rows: Row[]): string[] {
     const ours = rows.find((row) => row.case === name && row.default === true);
     if (own === undefined || ours === undefined) continue;
     const ratio = (ours.us_per_op / own.us_per_op).toFixed(2);
+    const floors = [...FLOORS.keys()].flatMap((impl) => {
+      const floor = rows.find((row) => row.case === name && row.impl === impl);
+      return floor === undefined ? [] : [`${impl} ${(ours.us_per_op / floor.us_per_op).toFixed(2)}x`];
+    });
     lines.push(
       `${runtime} ${name}: default ${ours.us_per_op} us/op (${ours.cpu_percent}% CPU), `
-        + `${own.impl} ${own.us_per_op} us/op (${own.cpu_percent}% CPU): ${ratio}x`,
+        + `${own.impl} ${own.us_per_op} us/op (${own.cpu_percent}% CPU): ${ratio}x`
+        + (floors.length > 0 ? `; default over ${floors.join(", ")}` : ""),
     );
   }
   return lines;
