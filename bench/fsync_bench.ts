@@ -33,7 +33,9 @@
  * - `fanout-mid` (needs strace): `many-files` on the same slowed device (20 rounds): where a
  *   wide pool of threads should win.
  * - `idle` (needs strace): 32 files synced at once, each sync taking 1 s: the CPU a process
- *   spends while its syncs wait on a slow device.
+ *   spends while its syncs wait on a slow device. `cpu_percent` covers the whole round (the 32
+ *   writes and syncs submitted and settled, too); `waiting_cpu_percent` only the part from
+ *   100 ms to 900 ms after the round started, when every sync waits: what waiting alone costs.
  * - `mid-fuse`, `fanout-mid-fuse` (need FUSE): `mid` and `fanout-mid` with the same delay on a
  *   device slow by itself, no strace: a folder on a FUSE mount of
  *   `bench/slow_fs.c`. strace stops the traced process in the tracer at every thread creation
@@ -107,6 +109,8 @@ interface Row {
   ops: number;
   us_per_op: number;
   cpu_percent: number;
+  /** `idle` only: CPU share while every sync waited, nothing being submitted or settled. */
+  waiting_cpu_percent?: number;
   default?: true;
 }
 
@@ -125,6 +129,9 @@ interface Measure {
   ops: number;
   ms: number;
   cpuMs: number;
+  /** `idle`: wall and CPU time while every sync of a round waited (see `IDLE_WAITING`). */
+  waitMs?: number;
+  waitCpuMs?: number;
 }
 
 const deno = (globalThis as { Bun?: unknown }).Bun === undefined
@@ -186,6 +193,11 @@ const FILES_DISK_ROUNDS = 10;
 const MID_OPS = 500;
 /** `fanout-mid`: rounds of `FILES` files at scale 1. */
 const FANOUT_ROUNDS = 20;
+/**
+ * `idle`: the part of each round, in ms from its start, in which every sync waits (they take
+ * 1 s): the CPU spent then is what waiting alone costs.
+ */
+const IDLE_WAITING = { from: 100, to: 900 };
 /** `idle`: files synced at once, and rounds at scale 1. */
 const IDLE_FILES = 32;
 const IDLE_ROUNDS = 1;
@@ -289,30 +301,54 @@ async function concurrentOneFd(open: Opener, dir: string, scale: number): Promis
   }
 }
 
-/** `count` files, each write + sync, all at once, per round (`many-files`, `idle`). */
-async function manyFiles(open: Opener, dir: string, count: number, rounds: number): Promise<Measure> {
+/**
+ * `count` files, each write + sync, all at once, per round (`many-files`, `idle`). With
+ * `waiting`, the CPU time between those two points of each timed round (ms from its start) is
+ * measured too.
+ */
+async function manyFiles(
+  open: Opener,
+  dir: string,
+  count: number,
+  rounds: number,
+  waiting?: { from: number; to: number },
+): Promise<Measure> {
   const files: SyncedFile[] = [];
   const round = (): Promise<unknown> =>
     Promise.all(files.map(async (file) => {
       fs.writeSync(file.fd, BLOCK);
       await file.sync();
     }));
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  let waitMs = 0;
+  let waitCpuMs = 0;
+  const timedRound = async (): Promise<void> => {
+    const done = round();
+    if (waiting !== undefined) {
+      await sleep(waiting.from);
+      const cpu = process.cpuUsage();
+      const start = performance.now();
+      await sleep(waiting.to - waiting.from);
+      const used = process.cpuUsage(cpu);
+      waitMs += performance.now() - start;
+      waitCpuMs += (used.user + used.system) / 1000;
+    }
+    await done;
+  };
   try {
     for (let i = 0; i < count; i++) files.push(await open(path.join(dir, `file-${i}.bin`)));
     await round();
-    return {
-      ops: rounds * count,
-      ...await timed(async () => {
-        for (let i = 0; i < rounds; i++) await round();
-      }),
-    };
+    const measured = await timed(async () => {
+      for (let i = 0; i < rounds; i++) await timedRound();
+    });
+    return { ops: rounds * count, ...measured, ...(waiting === undefined ? {} : { waitMs, waitCpuMs }) };
   } finally {
     for (const file of files) await file.close();
   }
 }
 
 /** The row of one measurement: µs per operation and CPU share, rounded as printed. */
-function toRow(name: CaseName, impl: string, { ops, ms, cpuMs }: Measure): Row {
+function toRow(name: CaseName, impl: string, { ops, ms, cpuMs, waitMs, waitCpuMs }: Measure): Row {
   return {
     runtime,
     case: name,
@@ -320,6 +356,9 @@ function toRow(name: CaseName, impl: string, { ops, ms, cpuMs }: Measure): Row {
     ops,
     us_per_op: Math.round(ms * 1000 / ops * 100) / 100,
     cpu_percent: Math.round(cpuMs / ms * 1000) / 10,
+    ...(waitMs === undefined || waitCpuMs === undefined
+      ? {}
+      : { waiting_cpu_percent: Math.round(waitCpuMs / waitMs * 10000) / 100 }),
   };
 }
 
@@ -332,7 +371,7 @@ const WORKLOADS: Readonly<Record<CaseName, (open: Opener, dir: string, scale: nu
   "many-files-disk": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FILES_DISK_ROUNDS, scale)),
   "mid": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
   "fanout-mid": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FANOUT_ROUNDS, scale)),
-  "idle": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale)),
+  "idle": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale), IDLE_WAITING),
   "mid-fuse": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
   "fanout-mid-fuse": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FANOUT_ROUNDS, scale)),
 };
@@ -777,6 +816,8 @@ async function main(args: string[]): Promise<void> {
           us_per_op: median(rows.map((each) => each.us_per_op)),
           cpu_percent: median(rows.map((each) => each.cpu_percent)),
         };
+        const waiting = rows.flatMap((each) => each.waiting_cpu_percent ?? []);
+        if (waiting.length > 0) row.waiting_cpu_percent = median(waiting);
         if (impl === probe.completion) row.default = true;
         medians.push(row);
         console.log(JSON.stringify(row));
@@ -826,9 +867,12 @@ function ratios(rows: Row[]): string[] {
       const floor = rows.find((row) => row.case === name && row.impl === impl);
       return floor === undefined ? [] : [`${impl} ${(ours.us_per_op / floor.us_per_op).toFixed(2)}x`];
     });
+    const cpu = (row: Row): string =>
+      `${row.cpu_percent}% CPU`
+      + (row.waiting_cpu_percent === undefined ? "" : `, ${row.waiting_cpu_percent}% waiting`);
     lines.push(
-      `${runtime} ${name}: default ${ours.us_per_op} us/op (${ours.cpu_percent}% CPU), `
-        + `${own.impl} ${own.us_per_op} us/op (${own.cpu_percent}% CPU): ${ratio}x`
+      `${runtime} ${name}: default ${ours.us_per_op} us/op (${cpu(ours)}), `
+        + `${own.impl} ${own.us_per_op} us/op (${cpu(own)}): ${ratio}x`
         + (floors.length > 0 ? `; default over ${floors.join(", ")}` : ""),
     );
   }
