@@ -6,9 +6,9 @@
  * sync already in flight (it may have started before the caller's writes). Per fd there is at
  * most one sync in flight and one queued; every caller arriving meanwhile joins the queued one,
  * which is submitted when the one in flight ends. 1,000 concurrent `fdatasync(fd)` cost two
- * syncs instead of 1,000 serial ones. Callers of one batch without an AbortSignal share one
- * promise (so two such calls may return the same promise object): joining a batch then costs
- * no promise of its own.
+ * syncs instead of 1,000 serial ones. The callers of one batch without an AbortSignal wait on
+ * one promise, each through its own promise derived from it (`then()`, so that each still
+ * reports its own unhandled rejection): joining a batch costs no executor, closure or listener.
  *
  * A failed sync is reported to every caller waiting on that fd when it failed, queued ones
  * included: after a write-back error Linux may mark the pages clean, so the queued sync could
@@ -79,7 +79,7 @@ interface Caller {
   canceled: boolean;
 }
 
-/** The promise that every caller of a batch without an AbortSignal gets. */
+/** The promise that every caller of a batch without an AbortSignal waits on. */
 interface Shared {
   readonly promise: Promise<void>;
   readonly resolve: () => void;
@@ -140,7 +140,7 @@ function finish(batch: Batch, error: unknown): void {
   else shared.reject(error);
 }
 
-/** The promise shared by the callers of `batch` without a signal, created for the first. */
+/** The promise the callers of `batch` without a signal wait on, created for the first. */
 function sharedPromise(batch: Batch): Promise<void> {
   if (batch.shared !== undefined) return batch.shared.promise;
   let resolve!: () => void;
@@ -257,7 +257,8 @@ export function syncWith(
   }
   let promise: Promise<void>;
   if (signal === undefined) {
-    promise = sharedPromise(batch);
+    // A promise of its own: one caller's unhandled rejection is reported even if others handle theirs.
+    promise = sharedPromise(batch).then();
   } else {
     const owner = lane;
     promise = new Promise<void>((resolve, reject) => {

@@ -288,6 +288,17 @@ test("1,000 concurrent fdatasync on one fd all resolve", () =>
     fs.closeSync(fd);
   }));
 
+test("concurrent syncs of one fd each get a promise of their own, and a failure rejects each", () =>
+  inDir(async (dir) => {
+    const pipe = fifo(dir);
+    // fdatasync of a FIFO fails with EINVAL once glibc runs it.
+    const syncs = Array.from({ length: 4 }, () => fdatasync(pipe.fd));
+    assert.equal(new Set(syncs).size, 4, "no two callers share a promise");
+    const errors = await Promise.all(syncs.map((sync) => sync.then(() => undefined, (error: unknown) => error)));
+    for (const error of errors) assert.ok(error instanceof AioError && error.code === "EINVAL", String(error));
+    pipe.close();
+  }));
+
 test("a sync queued behind writes on one fd completes after them and the data reads back", () =>
   inDir(async (dir) => {
     const { fd, file } = tempFile(dir);
