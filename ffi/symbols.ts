@@ -52,6 +52,9 @@ export const SYMBOLS = {
   aio_cancel: { params: ["i32", "pointer"], result: "i32" },
   // int aio_suspend(const struct aiocb *const list[], int nent, const struct timespec *timeout);
   aio_suspend: { params: ["pointer", "i32", "pointer"], result: "i32", offThread: true },
+  // int aio_suspend(const struct aiocb *const list[], int nent, const struct timespec *timeout);
+  // (on the JavaScript thread, with a timeout of microseconds: the spin's naps)
+  aio_suspend_nap: { symbol: "aio_suspend", params: ["pointer", "i32", "pointer"], result: "i32" },
   // int fcntl(int fd, int cmd, ...);  (called with two arguments only: F_FULLFSYNC and the like)
   fcntl: { params: ["i32", "i32"], result: "i32", offThread: true },
   // int lio_listio(int mode, struct aiocb *const list[], int nent, struct sigevent *sevp);
