@@ -158,7 +158,9 @@ export class Poller {
       this.#setFast();
     }
     if (this.#hot.size === 0) return;
-    const idle = this.#napper !== null && this.#turnEnd > 0 && now - this.#turnEnd < IDLE_TURN_MS;
+    // The loop ran nothing else since the last turn, and a nap can list every request spun on.
+    const idle = this.#napper !== null && this.#turnEnd > 0 && now - this.#turnEnd < IDLE_TURN_MS
+      && this.#hot.size <= this.#napper.capacity;
     const waited = now - Math.max(this.#lastProgress, this.#spinStart);
     const window = idle ? NAP_WINDOW_MS : SPIN_WINDOW_MS;
     if (waited > window) {

@@ -324,6 +324,11 @@ export class Napper {
     }
   }
 
+  /** Most blocks a nap lists (0 without memory for its list: it never naps). */
+  get capacity(): number {
+    return this.#view === undefined ? 0 : this.#capacity;
+  }
+
   /**
    * Waits until one of `blocks` (requests in flight) is final or `ms` pass, on this thread.
    * Returns false, without waiting, when there are more blocks than a nap lists or no memory.

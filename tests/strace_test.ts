@@ -15,7 +15,6 @@ import { target } from "../mod.ts";
 import { test } from "./harness.ts";
 import {
   CHILD_TIMEOUT,
-  type ChildResult,
   DEADLINE,
   emulator,
   hasProgram,
@@ -117,16 +116,22 @@ test(
     // On tmpfs, so that the injected delay is the device (the temporary folder may be a disk).
     const base = fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir();
     const shm = fs.mkdtempSync(path.join(base, "posix-aio-test-"));
-    let result: ChildResult;
+    const seen: string[] = [];
     try {
-      const inject = ["-e", "trace=fdatasync", "-e", "inject=fdatasync:delay_exit=100"];
-      ({ result } = await traced("lone_writer.ts", inject, () => [path.join(shm, "data")]));
+      // Up to three runs: one whose early syncs all miss the window (a busy machine) marks the
+      // device slow, and then only one sync in 16 or more tries the spin again.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const inject = ["-e", "trace=fdatasync", "-e", "inject=fdatasync:delay_exit=100"];
+        const { result } = await traced("lone_writer.ts", inject, () => [path.join(shm, "data")]);
+        assert.equal(result.status, 0, result.stderr);
+        const { syncs, offThread } = lastJson<{ syncs: number; offThread: number }>(result);
+        seen.push(`${offThread} of ${syncs}`);
+        if (offThread < syncs) return;
+      }
     } finally {
       fs.rmSync(shm, { recursive: true, force: true });
     }
-    assert.equal(result.status, 0, result.stderr);
-    const { syncs, offThread } = lastJson<{ syncs: number; offThread: number }>(result);
-    assert.ok(offThread < syncs, `${offThread} of ${syncs} syncs waited for off the JavaScript thread`);
+    assert.fail(`every sync was waited for off the JavaScript thread, in each run: ${seen.join(", ")}`);
   },
   { skip: skip || (target.completion === "poll+suspend" ? false : "counts the off-thread waits of poll+suspend") },
 );
