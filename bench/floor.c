@@ -4,13 +4,18 @@
  * compiles it with gcc at run time (nothing is committed built) and runs it in the same cases,
  * under the same strace delay, as the implementations `c-sync` and `c-aio`.
  *
- *   floor sync|aio seq|many DIR FILES COUNT
+ *   floor sync|aio|relay seq|many DIR FILES COUNT
  *
  * - `sync`: fdatasync(2) called directly: in `seq` by the one thread, one after another; in
  *   `many` by one thread per file, all at once (what a thread pool could do at best).
  * - `aio`: aio_fsync(O_DSYNC), then aio_suspend until it is final, then aio_return; in `many`,
  *   every file's sync is submitted, then aio_suspend over those still pending until none is.
  *   glibc's pool is set up as the module sets it (aio_init: 64 threads, 10 s idle).
+ * - `relay`: `aio` with the wait off the main thread, as a JavaScript runtime must do it: a
+ *   second thread, already waiting on a semaphore, is told of the submitted syncs, waits in
+ *   aio_suspend and writes an eventfd at each return; the main thread sleeps in epoll_wait on
+ *   that eventfd and checks the syncs when it wakes. One thread hand-off more than `aio` per
+ *   completion, no runtime: what any binding whose main thread must not block pays at least.
  * - `seq`: FILES is 1; COUNT writes of 4 KiB, each followed by a sync (after 500 untimed).
  * - `many`: FILES files, COUNT rounds of (each file: write 4 KiB, sync), one untimed round first.
  *
@@ -24,6 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +42,11 @@
 
 static char block[BLOCK];
 static int use_aio;
+static int use_relay;
+static int event_fd;
+static int epoll_fd;
+static sem_t relay_start;
+static volatile int relay_count;
 static int files;
 static int *fds;
 static struct aiocb *blocks;
@@ -69,8 +83,54 @@ static void submit(int i) {
   if (aio_fsync(O_DSYNC, &blocks[i]) != 0) fail("aio_fsync");
 }
 
+/* The relay thread: each time the main thread posts, one aio_suspend over the syncs of
+ * [0, relay_count) still in progress (none: no call), then a write to the eventfd. */
+static void *relay_thread(void *arg) {
+  (void)arg;
+  for (;;) {
+    while (sem_wait(&relay_start) != 0) continue;
+    int count = relay_count;
+    if (count < 0) return NULL;
+    int listed = 0;
+    for (int i = 0; i < count; i++) if (aio_error(&blocks[i]) == EINPROGRESS) list[listed++] = &blocks[i];
+    if (listed > 0 && aio_suspend(list, listed, NULL) != 0 && errno != EINTR) fail("aio_suspend");
+    uint64_t one = 1;
+    if (write(event_fd, &one, sizeof one) != sizeof one) fail("write eventfd");
+  }
+}
+
+/* Waits in epoll_wait until the syncs of [0, count) are final, the relay thread waiting in
+ * aio_suspend for it and called again after each return while some are in progress. */
+static void relay_wait_all(int count) {
+  int pending = count;
+  char *done = calloc(count, 1);
+  relay_count = count;
+  sem_post(&relay_start);
+  while (pending > 0) {
+    struct epoll_event event;
+    if (epoll_wait(epoll_fd, &event, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      fail("epoll_wait");
+    }
+    uint64_t value;
+    if (read(event_fd, &value, sizeof value) < 0) fail("read eventfd");
+    for (int i = 0; i < count; i++) {
+      if (done[i] || aio_error(&blocks[i]) == EINPROGRESS) continue;
+      if (aio_error(&blocks[i]) != 0 || aio_return(&blocks[i]) != 0) fail("fdatasync (aio)");
+      done[i] = 1;
+      pending--;
+    }
+    if (pending > 0) sem_post(&relay_start);
+  }
+  free(done);
+}
+
 /* Waits in aio_suspend until the syncs of files [0, count) are final. */
 static void wait_all(int count) {
+  if (use_relay) {
+    relay_wait_all(count);
+    return;
+  }
   int pending = count;
   char *done = calloc(count, 1);
   while (pending > 0) {
@@ -126,10 +186,11 @@ static void many_round(void) {
 
 int main(int argc, char **argv) {
   if (argc != 6) {
-    fprintf(stderr, "usage: %s sync|aio seq|many DIR FILES COUNT\n", argv[0]);
+    fprintf(stderr, "usage: %s sync|aio|relay seq|many DIR FILES COUNT\n", argv[0]);
     return 2;
   }
-  use_aio = strcmp(argv[1], "aio") == 0;
+  use_relay = strcmp(argv[1], "relay") == 0;
+  use_aio = use_relay || strcmp(argv[1], "aio") == 0;
   int many = strcmp(argv[2], "many") == 0;
   files = atoi(argv[4]);
   int count = atoi(argv[5]);
@@ -154,6 +215,15 @@ int main(int argc, char **argv) {
     init.aio_num = 64;
     init.aio_idle_time = 10;
     aio_init(&init);
+  }
+  pthread_t relay;
+  if (use_relay) {
+    event_fd = eventfd(0, EFD_NONBLOCK);
+    epoll_fd = epoll_create1(0);
+    struct epoll_event event = { .events = EPOLLIN };
+    if (event_fd < 0 || epoll_fd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, event_fd, &event) != 0) fail("eventfd");
+    sem_init(&relay_start, 0, 0);
+    if (pthread_create(&relay, NULL, relay_thread, NULL) != 0) fail("pthread_create");
   }
   pthread_t *threads = NULL;
   if (many && !use_aio) {
@@ -184,6 +254,11 @@ int main(int argc, char **argv) {
     rounds_left = -1;
     pthread_barrier_wait(&barrier);
     for (int i = 0; i < files; i++) pthread_join(threads[i], NULL);
+  }
+  if (use_relay) {
+    relay_count = -1;
+    sem_post(&relay_start);
+    pthread_join(relay, NULL);
   }
   for (int i = 0; i < files; i++) close(fds[i]);
   printf("{\"ops\":%d,\"ms\":%.3f,\"cpuMs\":%.3f}\n", ops, ms, cpu_used);

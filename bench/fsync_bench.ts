@@ -11,6 +11,7 @@
  * bun bench/fsync_bench.ts --quick        # scale 0.1, 1 pass, own paths and the default only
  * bun bench/fsync_bench.ts --cases=mid,fanout-mid --impls=native,default
  * bun bench/fsync_bench.ts --cases=mid,mid-fuse,fanout-mid,fanout-mid-fuse --impls=native,default,c-sync
+ * bun bench/fsync_bench.ts --cases=seq-disk,mid --impls=native,default,c-aio,c-relay --passes=5
  * ```
  *
  * A full run (scale 1, at least 3 passes, every case and implementation) also writes
@@ -24,7 +25,8 @@
  * the sync differs:
  * - `seq`: write + fdatasync, one after another (10,000 times).
  * - `seq-disk`: `seq` on the machine's disk (500 times).
- * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (10 rounds).
+ * - `concurrent-one-fd`: one write, then 1,000 fdatasync at once on its fd (50 rounds, after 10
+ *   untimed: the steady state, not the JIT compilers' first rounds).
  * - `many-files`: 64 files, each write + fdatasync, all 64 at once (20 rounds).
  * - `many-files-disk`: `many-files` on the machine's disk (10 rounds).
  * - `mid` (needs strace): `seq` on a device made slow with strace, 500 us added to every
@@ -32,7 +34,9 @@
  * - `fanout-mid` (needs strace): `many-files` on the same slowed device (20 rounds): where a
  *   wide pool of threads should win.
  * - `idle` (needs strace): 32 files synced at once, each sync taking 1 s: the CPU a process
- *   spends while its syncs wait on a slow device.
+ *   spends while its syncs wait on a slow device. `cpu_percent` covers the whole round (the 32
+ *   writes and syncs submitted and settled, too); `waiting_cpu_percent` only the part from
+ *   100 ms to 900 ms after the round started, when every sync waits: what waiting alone costs.
  * - `mid-fuse`, `fanout-mid-fuse` (need FUSE): `mid` and `fanout-mid` with the same delay on a
  *   device slow by itself, no strace: a folder on a FUSE mount of
  *   `bench/slow_fs.c`. strace stops the traced process in the tracer at every thread creation
@@ -59,13 +63,16 @@
  * of a completion strategy, or a floor in C without any runtime (`bench/floor.c`, compiled with
  * gcc when the run starts, skipped without gcc): `c-sync` calls fdatasync(2) directly (in the
  * many-files cases on one thread per file, all at once), `c-aio` calls `aio_fsync` and waits in
- * `aio_suspend` (glibc's pool set up as this module sets it). The floors show what the device,
- * strace's delay (or the FUSE device) and the C library cost by themselves; they run in the
- * first pass only (C varies less than the runtimes), and `concurrent-one-fd` and `idle` (32
- * waits of 1 s) have none. The strategy is chosen once per process, so every implementation
- * runs in a child process of the same runtime; passes are interleaved (the machine drifts
- * between fast and slow states) and the median of the passes is printed, one JSON line per
- * case and implementation. The rows of the default strategy carry `"default": true`.
+ * `aio_suspend` (glibc's pool set up as this module sets it), `c-relay` is `c-aio` with the wait
+ * on a second thread that wakes the main one, asleep in `epoll_wait`, through an eventfd: the
+ * one hand-off more per completion that any binding whose JavaScript thread must not block pays,
+ * without any runtime. The floors show what the device, strace's delay (or the FUSE device), the
+ * C library and that hand-off cost by themselves; in a full run they run in the first pass only
+ * (C varies less than the runtimes), in every pass when `--impls` names them, and
+ * `concurrent-one-fd` and `idle` (32 waits of 1 s) have none. The strategy is chosen once per
+ * process, so every implementation runs in a child process of the same runtime; passes are
+ * interleaved (the machine drifts between fast and slow states) and the median of the passes
+ * is printed, one JSON line per case and implementation. The rows of the default strategy carry `"default": true`.
  *
  * @module
  */
@@ -104,6 +111,8 @@ interface Row {
   ops: number;
   us_per_op: number;
   cpu_percent: number;
+  /** `idle` only: CPU share while every sync waited, nothing being submitted or settled. */
+  waiting_cpu_percent?: number;
   default?: true;
 }
 
@@ -122,6 +131,9 @@ interface Measure {
   ops: number;
   ms: number;
   cpuMs: number;
+  /** `idle`: wall and CPU time while every sync of a round waited (see `IDLE_WAITING`). */
+  waitMs?: number;
+  waitCpuMs?: number;
 }
 
 const deno = (globalThis as { Bun?: unknown }).Bun === undefined
@@ -172,9 +184,10 @@ const BLOCK = new Uint8Array(4096).fill(0x61);
 /** `seq`: operations at scale 1, and untimed ones run first. */
 const SEQ_OPS = 10_000;
 const SEQ_WARMUP = 500;
-/** `concurrent-one-fd`: syncs at once, and rounds at scale 1 (one more runs untimed first). */
+/** `concurrent-one-fd`: syncs at once, rounds at scale 1, and untimed rounds run first. */
 const BURST = 1000;
-const BURST_ROUNDS = 10;
+const BURST_ROUNDS = 50;
+const BURST_WARMUP = 10;
 /** `many-files`: files, and rounds at scale 1 (one more runs untimed first). */
 const FILES = 64;
 const FILES_ROUNDS = 20;
@@ -186,11 +199,16 @@ const FILES_DISK_ROUNDS = 10;
 const MID_OPS = 500;
 /** `fanout-mid`: rounds of `FILES` files at scale 1. */
 const FANOUT_ROUNDS = 20;
+/**
+ * `idle`: the part of each round, in ms from its start, in which every sync waits (they take
+ * 1 s): the CPU spent then is what waiting alone costs.
+ */
+const IDLE_WAITING = { from: 100, to: 900 };
 /** `idle`: files synced at once, and rounds at scale 1. */
 const IDLE_FILES = 32;
 const IDLE_ROUNDS = 1;
 /** The floors in C, by implementation name: `bench/floor.c`'s first argument. */
-const FLOORS: ReadonlyMap<string, string> = new Map([["c-sync", "sync"], ["c-aio", "aio"]]);
+const FLOORS: ReadonlyMap<string, string> = new Map([["c-sync", "sync"], ["c-aio", "aio"], ["c-relay", "relay"]]);
 
 /** A child that takes longer than this is killed (ms). */
 const CHILD_TIMEOUT_MS = 600_000;
@@ -277,7 +295,7 @@ async function concurrentOneFd(open: Opener, dir: string, scale: number): Promis
     await Promise.all(Array.from({ length: BURST }, () => file.sync()));
   };
   try {
-    await burst();
+    for (let round = 0; round < BURST_WARMUP; round++) await burst();
     return {
       ops: rounds * BURST,
       ...await timed(async () => {
@@ -289,30 +307,54 @@ async function concurrentOneFd(open: Opener, dir: string, scale: number): Promis
   }
 }
 
-/** `count` files, each write + sync, all at once, per round (`many-files`, `idle`). */
-async function manyFiles(open: Opener, dir: string, count: number, rounds: number): Promise<Measure> {
+/**
+ * `count` files, each write + sync, all at once, per round (`many-files`, `idle`). With
+ * `waiting`, the CPU time between those two points of each timed round (ms from its start) is
+ * measured too.
+ */
+async function manyFiles(
+  open: Opener,
+  dir: string,
+  count: number,
+  rounds: number,
+  waiting?: { from: number; to: number },
+): Promise<Measure> {
   const files: SyncedFile[] = [];
   const round = (): Promise<unknown> =>
     Promise.all(files.map(async (file) => {
       fs.writeSync(file.fd, BLOCK);
       await file.sync();
     }));
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  let waitMs = 0;
+  let waitCpuMs = 0;
+  const timedRound = async (): Promise<void> => {
+    const done = round();
+    if (waiting !== undefined) {
+      await sleep(waiting.from);
+      const cpu = process.cpuUsage();
+      const start = performance.now();
+      await sleep(waiting.to - waiting.from);
+      const used = process.cpuUsage(cpu);
+      waitMs += performance.now() - start;
+      waitCpuMs += (used.user + used.system) / 1000;
+    }
+    await done;
+  };
   try {
     for (let i = 0; i < count; i++) files.push(await open(path.join(dir, `file-${i}.bin`)));
     await round();
-    return {
-      ops: rounds * count,
-      ...await timed(async () => {
-        for (let i = 0; i < rounds; i++) await round();
-      }),
-    };
+    const measured = await timed(async () => {
+      for (let i = 0; i < rounds; i++) await timedRound();
+    });
+    return { ops: rounds * count, ...measured, ...(waiting === undefined ? {} : { waitMs, waitCpuMs }) };
   } finally {
     for (const file of files) await file.close();
   }
 }
 
 /** The row of one measurement: µs per operation and CPU share, rounded as printed. */
-function toRow(name: CaseName, impl: string, { ops, ms, cpuMs }: Measure): Row {
+function toRow(name: CaseName, impl: string, { ops, ms, cpuMs, waitMs, waitCpuMs }: Measure): Row {
   return {
     runtime,
     case: name,
@@ -320,6 +362,9 @@ function toRow(name: CaseName, impl: string, { ops, ms, cpuMs }: Measure): Row {
     ops,
     us_per_op: Math.round(ms * 1000 / ops * 100) / 100,
     cpu_percent: Math.round(cpuMs / ms * 1000) / 10,
+    ...(waitMs === undefined || waitCpuMs === undefined
+      ? {}
+      : { waiting_cpu_percent: Math.round(waitCpuMs / waitMs * 10000) / 100 }),
   };
 }
 
@@ -332,7 +377,7 @@ const WORKLOADS: Readonly<Record<CaseName, (open: Opener, dir: string, scale: nu
   "many-files-disk": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FILES_DISK_ROUNDS, scale)),
   "mid": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
   "fanout-mid": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FANOUT_ROUNDS, scale)),
-  "idle": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale)),
+  "idle": (open, dir, scale) => manyFiles(open, dir, IDLE_FILES, scaled(IDLE_ROUNDS, scale), IDLE_WAITING),
   "mid-fuse": (open, dir, scale) => seq(open, dir, scaled(MID_OPS, scale)),
   "fanout-mid-fuse": (open, dir, scale) => manyFiles(open, dir, FILES, scaled(FANOUT_ROUNDS, scale)),
 };
@@ -400,7 +445,7 @@ function buildFloor(dir: string): string | undefined {
   const built = spawnSync("gcc", ["-O2", "-pthread", "-o", program, source, "-lrt"], { encoding: "utf8" });
   if (built.status === 0) return program;
   const why = built.error !== undefined ? "gcc is not installed" : built.stderr.trim().split("\n")[0];
-  console.error(`the C floors (c-sync, c-aio) are skipped: ${why}`);
+  console.error(`the C floors (${[...FLOORS.keys()].join(", ")}) are skipped: ${why}`);
   return undefined;
 }
 
@@ -752,7 +797,8 @@ async function main(args: string[]): Promise<void> {
           console.error(`pass ${pass + 1}/${passes} ${impl}: ${summary(rows)}`);
         }
       }
-      for (const impl of floor === undefined || pass > 0 ? [] : floors) {
+      // A full run measures the floors once; a run that names them (--impls) in every pass.
+      for (const impl of floor === undefined || (pass > 0 && onlyImpls === undefined) ? [] : floors) {
         const rows: Row[] = [];
         for (const { parent, names } of groups.values()) {
           for (const name of names) {
@@ -778,6 +824,8 @@ async function main(args: string[]): Promise<void> {
           us_per_op: median(rows.map((each) => each.us_per_op)),
           cpu_percent: median(rows.map((each) => each.cpu_percent)),
         };
+        const waiting = rows.flatMap((each) => each.waiting_cpu_percent ?? []);
+        if (waiting.length > 0) row.waiting_cpu_percent = median(waiting);
         if (impl === probe.completion) row.default = true;
         medians.push(row);
         console.log(JSON.stringify(row));
@@ -812,7 +860,10 @@ function bestOwn(rows: Row[], name: CaseName): Row | undefined {
     .toSorted((a, b) => a.us_per_op - b.us_per_op)[0];
 }
 
-/** One line per case: the default against the runtime's best own path. */
+/**
+ * One line per case: the default against the runtime's best own path, and against each C floor
+ * measured in the case (the default's time over the floor's).
+ */
 function ratios(rows: Row[]): string[] {
   const lines: string[] = [];
   for (const name of CASES.keys()) {
@@ -820,9 +871,17 @@ function ratios(rows: Row[]): string[] {
     const ours = rows.find((row) => row.case === name && row.default === true);
     if (own === undefined || ours === undefined) continue;
     const ratio = (ours.us_per_op / own.us_per_op).toFixed(2);
+    const floors = [...FLOORS.keys()].flatMap((impl) => {
+      const floor = rows.find((row) => row.case === name && row.impl === impl);
+      return floor === undefined ? [] : [`${impl} ${(ours.us_per_op / floor.us_per_op).toFixed(2)}x`];
+    });
+    const cpu = (row: Row): string =>
+      `${row.cpu_percent}% CPU`
+      + (row.waiting_cpu_percent === undefined ? "" : `, ${row.waiting_cpu_percent}% waiting`);
     lines.push(
-      `${runtime} ${name}: default ${ours.us_per_op} us/op (${ours.cpu_percent}% CPU), `
-        + `${own.impl} ${own.us_per_op} us/op (${own.cpu_percent}% CPU): ${ratio}x`,
+      `${runtime} ${name}: default ${ours.us_per_op} us/op (${cpu(ours)}), `
+        + `${own.impl} ${own.us_per_op} us/op (${cpu(own)}): ${ratio}x`
+        + (floors.length > 0 ? `; default over ${floors.join(", ")}` : ""),
     );
   }
   return lines;

@@ -52,6 +52,9 @@ export const SYMBOLS = {
   aio_cancel: { params: ["i32", "pointer"], result: "i32" },
   // int aio_suspend(const struct aiocb *const list[], int nent, const struct timespec *timeout);
   aio_suspend: { params: ["pointer", "i32", "pointer"], result: "i32", offThread: true },
+  // int aio_suspend(const struct aiocb *const list[], int nent, const struct timespec *timeout);
+  // (on the JavaScript thread, with a timeout of microseconds: the spin's naps)
+  aio_suspend_nap: { symbol: "aio_suspend", params: ["pointer", "i32", "pointer"], result: "i32" },
   // int fcntl(int fd, int cmd, ...);  (F_FULLFSYNC with a null third argument; F_PREALLOCATE
   // with a pointer to a struct fstore)
   fcntl: { params: ["i32", "i32", "pointer"], result: "i32", offThread: true },

@@ -17,7 +17,7 @@
 
 import type { ControlBlock } from "./control_block.ts";
 import type { Loaded } from "./target.ts";
-import { type Suspender, suspender, type Watcher } from "./wait.ts";
+import { type Napper, type Suspender, suspender, type Watcher } from "./wait.ts";
 
 /** A completion strategy's name, as `POSIX_AIO_COMPLETION` and `configure()` accept it. */
 export type CompletionName = "poll+suspend" | "poll+thread" | "poll" | "suspend" | "thread";
@@ -54,6 +54,24 @@ export interface Waiter {
 /** Spinning continues while some completion was noticed within this many ms. */
 const SPIN_WINDOW_MS = 0.1;
 /**
+ * While the event loop has nothing else to run, the spin goes on this long instead, napping in
+ * `aio_suspend` on the JavaScript thread (see `Napper`): a sync of 100-300 µs then wakes the
+ * thread that waits for it, as from C, with no thread between them and no CPU spent.
+ */
+const NAP_WINDOW_MS = 0.3;
+/**
+ * The spin yields during this much of the window before it naps: a fast device's sync is
+ * noticed sooner by a turn of the loop than by a thread woken up.
+ */
+const SPIN_BEFORE_NAP_MS = 0.03;
+/** Longest nap: the event loop runs nothing meanwhile, not even I/O callbacks. */
+const NAP_SLICE_MS = 0.05;
+/**
+ * A turn of the loop (from the end of one turn of the spin to the start of the next) shorter
+ * than this ran nothing else: the loop is idle, and the spin may nap.
+ */
+const IDLE_TURN_MS = 0.02;
+/**
  * While the device is slow, one submission in this many still spins, to notice it turning fast
  * (at first: see `MAX_PROBE_EVERY`).
  */
@@ -65,12 +83,16 @@ const MAX_PROBE_EVERY = 256;
 
 /**
  * Polls `aio_error` from `setImmediate` while completions arrive within `SPIN_WINDOW_MS` of
- * each other, and hands every operation it holds to `waiter` once they stop arriving.
+ * each other (`NAP_WINDOW_MS` while the loop is idle, napping between turns), and hands every
+ * operation it holds to `waiter` once they stop arriving.
  */
 export class Poller {
   readonly #checker: Checker;
   readonly #waiter: Waiter;
   readonly #relax: () => void;
+  readonly #napper: Napper | null;
+  /** `performance.now()` at the end of the last turn of the spin (0: none yet). */
+  #turnEnd = 0;
   readonly #hot = new Set<Operation>();
   #scheduled = false;
   #fast = true;
@@ -87,11 +109,14 @@ export class Poller {
    * @param relax Called between two turns of the spin: `sched_yield()`, so that a thread of the
    * C library waiting for this thread's CPU (woken by the submit, placed beside its waker) runs
    * now rather than after the spin gives up.
+   * @param napper Naps on the JavaScript thread between two turns while the loop is idle, or
+   * `null`: the spin only yields, for `SPIN_WINDOW_MS`.
    */
-  constructor(checker: Checker, waiter: Waiter, relax: () => void) {
+  constructor(checker: Checker, waiter: Waiter, relax: () => void, napper: Napper | null = null) {
     this.#checker = checker;
     this.#waiter = waiter;
     this.#relax = relax;
+    this.#napper = napper;
   }
 
   /** A request was submitted. */
@@ -100,7 +125,10 @@ export class Poller {
       this.#waiter.cover(op);
       return;
     }
-    if (this.#hot.size === 0) this.#spinStart = op.submittedAt;
+    if (this.#hot.size === 0) {
+      this.#spinStart = op.submittedAt;
+      this.#turnEnd = 0;
+    }
     this.#hot.add(op);
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -130,7 +158,12 @@ export class Poller {
       this.#setFast();
     }
     if (this.#hot.size === 0) return;
-    if (now - Math.max(this.#lastProgress, this.#spinStart) > SPIN_WINDOW_MS) {
+    // The loop ran nothing else since the last turn, and a nap can list every request spun on.
+    const idle = this.#napper !== null && this.#turnEnd > 0 && now - this.#turnEnd < IDLE_TURN_MS
+      && this.#hot.size <= this.#napper.capacity;
+    const waited = now - Math.max(this.#lastProgress, this.#spinStart);
+    const window = idle ? NAP_WINDOW_MS : SPIN_WINDOW_MS;
+    if (waited > window) {
       // One late completion is noise; several in a row mean the device is slow. A probe that
       // misses on a slow device makes the next one come later: each costs a spin of the window.
       if (!this.#fast) this.#probeEvery = Math.min(this.#probeEvery * 2, MAX_PROBE_EVERY);
@@ -140,8 +173,16 @@ export class Poller {
       return;
     }
     this.#scheduled = true;
-    this.#relax();
+    const nap = idle && now - this.#spinStart >= SPIN_BEFORE_NAP_MS
+      && this.#napper!.nap(this.#blocks(), this.#hot.size, Math.min(window - waited, NAP_SLICE_MS));
+    if (!nap) this.#relax();
+    this.#turnEnd = performance.now();
     setImmediate(this.#tick);
+  }
+
+  /** The control blocks of the operations spun on. */
+  *#blocks(): Generator<ControlBlock> {
+    for (const op of this.#hot) yield op.block;
   }
 }
 

@@ -19,6 +19,7 @@ import {
 import { AioError } from "./errors.ts";
 import { expectNotification, notificationDue, notificationFunction, withdrawNotification } from "./notify.ts";
 import { type Loaded, native, settings } from "./target.ts";
+import { napper } from "./wait.ts";
 
 /** An operation the engine tracks, with what to do once it is final. */
 export interface EngineOperation extends Operation {
@@ -140,7 +141,7 @@ export class Engine implements Checker {
       ? new SuspendWaiter(loaded, this)
       : new TimerWaiter(this);
     this.#poller = front === "poll" || back === "poll"
-      ? new Poller(this, this.#waiter, () => loaded.c.sched_yield())
+      ? new Poller(this, this.#waiter, () => loaded.c.sched_yield(), napper(loaded))
       : null;
   }
 

@@ -6,7 +6,9 @@
  * sync already in flight (it may have started before the caller's writes). Per fd there is at
  * most one sync in flight and one queued; every caller arriving meanwhile joins the queued one,
  * which is submitted when the one in flight ends. 1,000 concurrent `fdatasync(fd)` cost two
- * syncs instead of 1,000 serial ones.
+ * syncs instead of 1,000 serial ones. The callers of one batch without an AbortSignal wait on
+ * one promise, each through its own promise derived from it (`then()`, so that each still
+ * reports its own unhandled rejection): joining a batch costs no executor, closure or listener.
  *
  * A failed sync is reported to every caller waiting on that fd when it failed, queued ones
  * included: after a write-back error Linux may mark the pages clean, so the queued sync could
@@ -77,11 +79,21 @@ interface Caller {
   canceled: boolean;
 }
 
+/** The promise that every caller of a batch without an AbortSignal waits on. */
+interface Shared {
+  readonly promise: Promise<void>;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
 interface Batch {
   syscall: "fsync" | "fdatasync";
   /** A caller asked for the full-sync step (the default). */
   full: boolean;
+  /** Callers with an AbortSignal, each settled on its own. */
   readonly callers: Set<Caller>;
+  /** The promise of the callers without a signal, once one joined. */
+  shared: Shared | undefined;
   request?: AioRequest;
 }
 
@@ -121,6 +133,24 @@ function finish(batch: Batch, error: unknown): void {
     else caller.reject(caller.canceled ? caller.signal!.reason : error);
   }
   batch.callers.clear();
+  const shared = batch.shared;
+  batch.shared = undefined;
+  if (shared === undefined) return;
+  if (error === undefined) shared.resolve();
+  else shared.reject(error);
+}
+
+/** The promise the callers of `batch` without a signal wait on, created for the first. */
+function sharedPromise(batch: Batch): Promise<void> {
+  if (batch.shared !== undefined) return batch.shared.promise;
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  batch.shared = { promise, resolve, reject };
+  return promise;
 }
 
 function isIoFailure(error: unknown): boolean {
@@ -169,12 +199,15 @@ function abort(lane: Lane, caller: Caller): void {
   const queued = lane.queued;
   if (queued !== null && queued.callers.delete(caller)) {
     // Never submitted: dropping it is a successful cancellation.
-    if (queued.callers.size === 0) lane.queued = null;
+    if (queued.callers.size === 0 && queued.shared === undefined) lane.queued = null;
     caller.reject(caller.signal!.reason);
     return;
   }
   const running = lane.running;
-  if (running?.request !== undefined && running.callers.size === 1 && running.callers.has(caller)) {
+  if (
+    running?.request !== undefined && running.shared === undefined && running.callers.size === 1
+    && running.callers.has(caller)
+  ) {
     try {
       caller.canceled = running.request.cancel() === "canceled";
     } catch {
@@ -196,41 +229,47 @@ export function syncWith(
 ): Promise<void> {
   let fd: number;
   let signal: AbortSignal | undefined;
-  let full: boolean;
+  let full = true;
   try {
     fd = toFd(fdLike);
-    const checked = toOptions<SyncOptions>(options);
-    signal = toSignal(checked.signal);
-    full = toFullSync(checked.fullSync);
+    if (options !== undefined) {
+      const checked = toOptions<SyncOptions>(options);
+      signal = toSignal(checked.signal);
+      full = toFullSync(checked.fullSync);
+    }
   } catch (error) {
     return Promise.reject(error);
   }
   if (signal?.aborted) return Promise.reject(signal.reason);
-  return new Promise<void>((resolve, reject) => {
-    const caller: Caller = { resolve, reject, signal, canceled: false };
-    let lane = lanes.get(fd);
-    let start = false;
-    if (lane === undefined) {
-      lane = { running: null, queued: null, platform };
-      lanes.set(fd, lane);
-    }
-    let batch: Batch;
-    if (lane.running === null) {
-      batch = lane.running = { syscall, full, callers: new Set() };
-      start = true;
-    } else {
-      batch = lane.queued ??= { syscall, full, callers: new Set() };
-      if (syscall === "fsync") batch.syscall = "fsync";
-      if (full) batch.full = true;
-    }
-    batch.callers.add(caller);
-    if (signal !== undefined) {
-      const owner = lane;
+  let lane = lanes.get(fd);
+  if (lane === undefined) {
+    lane = { running: null, queued: null, platform };
+    lanes.set(fd, lane);
+  }
+  let batch: Batch;
+  const start = lane.running === null;
+  if (start) {
+    batch = lane.running = { syscall, full, callers: new Set(), shared: undefined };
+  } else {
+    batch = lane.queued ??= { syscall, full, callers: new Set(), shared: undefined };
+    if (syscall === "fsync") batch.syscall = "fsync";
+    if (full) batch.full = true;
+  }
+  let promise: Promise<void>;
+  if (signal === undefined) {
+    // A promise of its own: one caller's unhandled rejection is reported even if others handle theirs.
+    promise = sharedPromise(batch).then();
+  } else {
+    const owner = lane;
+    promise = new Promise<void>((resolve, reject) => {
+      const caller: Caller = { resolve, reject, signal, canceled: false };
+      batch.callers.add(caller);
       caller.onAbort = () => abort(owner, caller);
       signal.addEventListener("abort", caller.onAbort, { once: true });
-    }
-    if (start) run(fd, lane);
-  });
+    });
+  }
+  if (start) run(fd, lane);
+  return promise;
 }
 
 /**

@@ -11,6 +11,9 @@
  * blocks watched: they are checked on timers and listed again after a pause that doubles with
  * each failure in a row.
  *
+ * It also naps: a short `aio_suspend` on the JavaScript thread itself, which the engine's spin
+ * makes instead of yielding while the event loop has nothing else to run (see `Napper`).
+ *
  * @module
  */
 
@@ -75,6 +78,7 @@ export class Suspender {
   /** Timeouts of calls that returned, for the next ones (`MAX_CALLS` at most, never freed). */
   readonly #timespecs: Timespec[] = [];
   #calls = 0;
+  #made = 0;
   #armQueued = false;
   /** Failed calls in a row. */
   #failures = 0;
@@ -95,6 +99,11 @@ export class Suspender {
   /** `aio_suspend` calls in flight. */
   get calls(): number {
     return this.#calls;
+  }
+
+  /** `aio_suspend` calls made so far. */
+  get made(): number {
+    return this.#made;
   }
 
   /** `watcher` is told (once per block) when `block`, a request in flight, is final. */
@@ -231,6 +240,7 @@ export class Suspender {
       this.#listed.add(block);
     }
     this.#calls++;
+    this.#made++;
     const start = performance.now();
     let result = -1;
     try {
@@ -278,6 +288,78 @@ export class Suspender {
       this.#rearm();
     }, Math.min(2 ** this.#failures, MAX_FAILURE_PAUSE_MS));
   }
+}
+
+/** Most blocks a nap lists; more in flight at once and the spin yields instead. */
+const NAP_ENTRIES = 16;
+
+/**
+ * `aio_suspend` on the JavaScript thread with a timeout of microseconds: the C library's thread
+ * that finishes a listed request wakes this thread itself, with no thread between them, and the
+ * wait costs no CPU. It blocks the event loop for its timeout at most (plus the kernel's timer
+ * slack, 50 µs by default), so the spin naps only while the loop has nothing else to run. The
+ * list and the timeout live in native memory allocated once; nothing is kept listed after the
+ * call returns.
+ */
+export class Napper {
+  readonly #native: Loaded;
+  readonly #capacity: number;
+  readonly #list: Address;
+  readonly #view: DataView | undefined;
+  readonly #timespec: Timespec | undefined;
+
+  constructor(loaded: Loaded) {
+    this.#native = loaded;
+    const { abi, backend, c } = loaded;
+    this.#capacity = Math.min(NAP_ENTRIES, abi.limits.aio_suspend_max_entries ?? NAP_ENTRIES);
+    this.#list = c.calloc(this.#capacity, abi.pointer_size);
+    const timespec = c.calloc(1, abi.timespec.size);
+    if (this.#list && timespec) {
+      this.#view = new DataView(backend.view(this.#list, this.#capacity * abi.pointer_size));
+      this.#timespec = { address: timespec, view: new DataView(backend.view(timespec, abi.timespec.size)) };
+    } else {
+      // No memory: never naps (the spin yields).
+      if (this.#list) c.free(this.#list);
+      if (timespec) c.free(timespec);
+    }
+  }
+
+  /** Most blocks a nap lists (0 without memory for its list: it never naps). */
+  get capacity(): number {
+    return this.#view === undefined ? 0 : this.#capacity;
+  }
+
+  /**
+   * Waits until one of `blocks` (requests in flight) is final or `ms` pass, on this thread.
+   * Returns false, without waiting, when there are more blocks than a nap lists or no memory.
+   */
+  nap(blocks: Iterable<ControlBlock>, count: number, ms: number): boolean {
+    const view = this.#view;
+    const timespec = this.#timespec;
+    if (view === undefined || timespec === undefined || count > this.#capacity || count === 0) return false;
+    const { abi, backend, c } = this.#native;
+    const size = abi.pointer_size;
+    let index = 0;
+    for (const block of blocks) {
+      if (index === count) break;
+      writePointer(view, index++ * size, size, backend.toBigInt(block.address));
+    }
+    const nanoseconds = Math.max(Math.round(ms * 1e6), 1000);
+    timespec.view.setBigInt64(abi.timespec.tv_sec[0], BigInt(Math.floor(nanoseconds / 1e9)), true);
+    timespec.view.setBigInt64(abi.timespec.tv_nsec[0], BigInt(nanoseconds % 1e9), true);
+    // 0 (one is final), or -1 with EAGAIN (timeout) or EINTR (a signal): the caller checks.
+    c.aio_suspend_nap(this.#list, index, timespec.address);
+    return true;
+  }
+}
+
+const nappers = new WeakMap<Loaded, Napper>();
+
+/** The `Napper` of `loaded`, created on first use. */
+export function napper(loaded: Loaded): Napper {
+  let one = nappers.get(loaded);
+  if (one === undefined) nappers.set(loaded, one = new Napper(loaded));
+  return one;
 }
 
 const drivers = new WeakMap<Loaded, Suspender>();

@@ -224,6 +224,30 @@ test("aborting a queued sync cancels it and rejects with the signal's reason", (
     pipe.close();
   }), { skip: target.libc === "glibc" ? false : "needs glibc's per-fd queue" });
 
+test(
+  "aborting one caller of a queued sync that others share leaves it queued: it runs and settles theirs",
+  () =>
+    inDir(async (dir) => {
+      const pipe = fifo(dir);
+      const blocker = read(pipe.fd, new Uint8Array(1), 0);
+      await readRunning(pipe.fd);
+      const running = fdatasync(pipe.fd);
+      const controller = new AbortController();
+      const queued = [fdatasync(pipe.fd), fdatasync(pipe.fd, { signal: controller.signal }), fdatasync(pipe.fd)];
+      const reason = new Error("no longer needed");
+      controller.abort(reason);
+      await assert.rejects(queued[1], (error) => error === reason);
+      pipe.feed("y");
+      assert.equal(await blocker, 1);
+      // A sync of a FIFO fails with EINVAL once glibc runs it: the queued one ran too.
+      for (const sync of [running, queued[0], queued[2]]) {
+        await assert.rejects(sync, (error: unknown) => error instanceof AioError && error.code === "EINVAL");
+      }
+      pipe.close();
+    }),
+  { skip: target.libc === "glibc" ? false : "needs glibc's per-fd queue" },
+);
+
 test("aborting a running read does not cancel it: it settles as libc finishes it", () =>
   inDir(async (dir) => {
     const pipe = fifo(dir);
@@ -262,6 +286,17 @@ test("1,000 concurrent fdatasync on one fd all resolve", () =>
     assert.deepEqual(new Set(results), new Set([undefined]));
     assert.equal(results.length, 1000);
     fs.closeSync(fd);
+  }));
+
+test("concurrent syncs of one fd each get a promise of their own, and a failure rejects each", () =>
+  inDir(async (dir) => {
+    const pipe = fifo(dir);
+    // fdatasync of a FIFO fails with EINVAL once glibc runs it.
+    const syncs = Array.from({ length: 4 }, () => fdatasync(pipe.fd));
+    assert.equal(new Set(syncs).size, 4, "no two callers share a promise");
+    const errors = await Promise.all(syncs.map((sync) => sync.then(() => undefined, (error: unknown) => error)));
+    for (const error of errors) assert.ok(error instanceof AioError && error.code === "EINVAL", String(error));
+    pipe.close();
   }));
 
 test("a sync queued behind writes on one fd completes after them and the data reads back", () =>

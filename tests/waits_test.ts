@@ -15,7 +15,7 @@ import { ControlBlock } from "../src/control_block.ts";
 import { Engine, type EngineOperation } from "../src/engine.ts";
 import { aio_error, aio_read, aio_return, aio_suspend, Aiocb, constants } from "../src/posix.ts";
 import { type Loaded, native } from "../src/target.ts";
-import { MAX_CALLS, suspender, waitAny } from "../src/wait.ts";
+import { MAX_CALLS, napper, suspender, waitAny } from "../src/wait.ts";
 import { test } from "./harness.ts";
 import {
   canGc,
@@ -78,6 +78,42 @@ function submitRead(engine: Engine, fd: number): { op: EngineOperation; done: Pr
   assert.equal(engine.submit(op, () => block.start("read")), 0);
   return { op, done };
 }
+
+test("a nap of the spin (aio_suspend on the JavaScript thread) ends at its timeout, lists at most 16, and leaves nothing listed", async () => {
+  const { dir, remove } = tempDir();
+  const pipe = fifo(dir);
+  const block = new ControlBlock(native());
+  try {
+    block.set("aio_fildes", pipe.fd);
+    block.prepare("read", new Uint8Array(1), 1);
+    assert.equal(block.start("read"), 0);
+    const nap = napper(native());
+    // A read on an empty FIFO never completes meanwhile: each nap lasts its timeout (50 µs, plus
+    // the kernel's timer slack and whatever a busy machine adds), not milliseconds more.
+    const lengths: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const start = performance.now();
+      assert.equal(nap.nap([block], 1, 0.05), true);
+      lengths.push(performance.now() - start);
+    }
+    lengths.sort((a, b) => a - b);
+    assert.ok(lengths[2] < 20, `naps of 50 µs took ${lengths.map((ms) => ms.toFixed(3)).join(", ")} ms`);
+    // More blocks than a nap lists: no nap (the spin yields instead).
+    assert.equal(nap.nap(Array(17).fill(block), 17, 0.05), false);
+    assert.equal(block.listed, false);
+    pipe.feed("!");
+    await until(() => block.poll(), "the read");
+    // Once final, a nap over it returns at once.
+    const start = performance.now();
+    nap.nap([block], 1, 1000);
+    assert.ok(performance.now() - start < 500, "a nap over a final request returns at once");
+    assert.equal(block.result, 1);
+  } finally {
+    block.retire();
+    pipe.close();
+    remove();
+  }
+});
 
 const noThread = native().abi.features.sigev_thread ? false : `${native().target} has no SIGEV_THREAD`;
 
