@@ -239,8 +239,14 @@ export interface FullSyncCommands {
  * there commits no change of size or allocation.
  */
 export type Preallocation =
-  /** Linux: `fallocate(fd, mode, offset, len)`; mode 0 grows the size over the range. */
-  | { readonly call: "fallocate"; readonly FALLOC_FL_KEEP_SIZE: number }
+  /**
+   * Linux: `fallocate(fd, mode, offset, len)`; mode 0 grows the size over the range. The
+   * blocks it allocates are unwritten extents (ext4, XFS): the first write into each converts it,
+   * a change of metadata that the sync of that write must commit too (64 writers on ext4: 98k
+   * records/s against 164k into blocks written with zeros beforehand). So `zero_fill`: the log
+   * also writes zeros over what it allocated, and syncs them, before records go there.
+   */
+  | { readonly call: "fallocate"; readonly FALLOC_FL_KEEP_SIZE: number; readonly zero_fill: boolean }
   /**
    * macOS: `fcntl(fd, F_PREALLOCATE, fstore_t *)`, allocating `fst_length` bytes from the
    * physical end of the file (`F_PEOFPOSMODE`), all or nothing (`F_ALLOCATEALL`); the size is
@@ -248,6 +254,8 @@ export type Preallocation =
    */
   | {
     readonly call: "F_PREALLOCATE";
+    /** Whether zeros are written over the allocated space too (see `fallocate`). */
+    readonly zero_fill: boolean;
     readonly F_PREALLOCATE: number;
     readonly F_ALLOCATEALL: number;
     readonly F_PEOFPOSMODE: number;
@@ -433,7 +441,7 @@ const LINUX_SIGEVENT: SigeventLayout = {
 const TIMESPEC_64: TimespecLayout = { size: 16, tv_sec: [0, 8], tv_nsec: [8, 8] };
 
 // fallocate(2), in glibc and musl alike; linux/falloc.h: FALLOC_FL_KEEP_SIZE 0x01.
-const LINUX_FALLOCATE: Preallocation = { call: "fallocate", FALLOC_FL_KEEP_SIZE: 1 };
+const LINUX_FALLOCATE: Preallocation = { call: "fallocate", FALLOC_FL_KEEP_SIZE: 1, zero_fill: true };
 
 const LINUX_AIO_CONSTANTS = {
   O_RDONLY: 0,
@@ -563,8 +571,10 @@ const DARWIN: TargetAbi = {
   // xnu bsd/sys/fcntl.h.
   full_sync: { F_FULLFSYNC: 51, F_BARRIERFSYNC: 85 },
   // xnu bsd/sys/fcntl.h: F_PREALLOCATE 42, F_ALLOCATEALL 0x4, F_PEOFPOSMODE 3, struct fstore.
+  // No zeros written ahead: whether written blocks beat allocated ones there is not measured.
   preallocation: {
     call: "F_PREALLOCATE",
+    zero_fill: false,
     F_PREALLOCATE: 42,
     F_ALLOCATEALL: 4,
     F_PEOFPOSMODE: 3,

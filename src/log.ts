@@ -167,11 +167,18 @@ interface Commit {
   readonly settled: Promise<void>;
 }
 
+/** Bytes of zeros written, then synced, at a time over space allocated ahead (see `Space`). */
+const ZERO_PIECE = 256 * 1024;
+
 /**
  * The space allocated ahead of a log's records: the next chunk is allocated, off the JavaScript
- * thread, once the records reach half of the current one. Where the platform cannot allocate
- * (no call, or refused), the chunk is written with zeros; while that runs no record may be
- * written in it (`gate`), nor, on macOS, past it (the size is set by `ftruncate` afterwards).
+ * thread, once the records reach half of the current one. Where the platform's table says so
+ * (`zero_fill`: Linux, whose file systems allocate unwritten extents), zeros are then written
+ * over the chunk and synced, a piece at a time, through a descriptor of its own (libc runs its
+ * requests beside the log's, not in their queue): a record's sync then commits its data and no
+ * conversion of the blocks it lands in. Where the platform cannot allocate (no call, or refused),
+ * zeros do it. While that runs no record may be written in the chunk (`gate`), nor, on macOS,
+ * past it (the size is set by `ftruncate` afterwards).
  */
 class Space {
   readonly #fd: number;
@@ -182,6 +189,8 @@ class Space {
   #end: number;
   #allocating: { from: number; done: Promise<void> } | undefined;
   #failed = false;
+  /** The descriptor zeros are written and synced through (opened on first use; else `#fd`). */
+  #zeros: number | undefined;
 
   constructor(fd: number, path: string, chunk: number, end: number, fail: (error: unknown) => void) {
     this.#fd = fd;
@@ -196,13 +205,11 @@ class Space {
     if (this.#allocating !== undefined || this.#failed || reserved + this.#chunk / 2 <= this.#end) return;
     const from = Math.max(this.#end, reserved);
     const to = from + this.#chunk;
-    const done = (async () => {
-      if (!await allocator(followedPlatform()).allocate(this.#fd, from, to - from, false, this.#path)) {
-        await writeZeros(this.#fd, from, to - from);
-      }
-      this.#end = to;
-    })().then(
-      () => void (this.#allocating = undefined),
+    const done = this.#allocate(from, to).then(
+      () => {
+        this.#end = to;
+        this.#allocating = undefined;
+      },
       (error) => {
         this.#allocating = undefined;
         this.#failed = true;
@@ -212,9 +219,27 @@ class Space {
     this.#allocating = { from, done };
   }
 
+  async #allocate(from: number, to: number): Promise<void> {
+    const platform = followedPlatform();
+    const allocated = await allocator(platform).allocate(this.#fd, from, to - from, false, this.#path);
+    if (allocated && !platform.abi.preallocation?.zero_fill) return;
+    this.#zeros ??= await openFd(this.#path, O.O_WRONLY, 0).catch(() => this.#fd);
+    for (let at = from; at < to; at += ZERO_PIECE) {
+      await writeZeros(this.#zeros, at, Math.min(ZERO_PIECE, to - at));
+      await fdatasync(this.#zeros, { fullSync: false });
+    }
+  }
+
   /** What records ending at `end` must wait for before they are written, if anything. */
   gate(end: number): Promise<void> | undefined {
     return this.#allocating !== undefined && end > this.#allocating.from ? this.#allocating.done : undefined;
+  }
+
+  /** Resolves once no allocation is in flight, then closes the descriptor of the zeros. */
+  async close(): Promise<void> {
+    await this.#allocating?.done;
+    if (this.#zeros !== undefined && this.#zeros !== this.#fd) await closeFd(this.#zeros, this.#path);
+    this.#zeros = undefined;
   }
 
   /** Resolves once no allocation is in flight. */
@@ -276,7 +301,9 @@ class Log implements AioLog {
   async allocateAhead(): Promise<void> {
     this.#space?.reserved(this.#position);
     await this.#space?.idle();
-    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#failure === undefined) return;
+    await this.#space?.close();
+    throw this.#failure;
   }
 
   append(data: Uint8Array | string): Promise<void> {
@@ -588,7 +615,7 @@ class Log implements AioLog {
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       if (this.#unsettled > 0) await new Promise<void>((resolve) => this.#drained = resolve);
-      await this.#space?.idle();
+      await this.#space?.close();
       await closeFd(this.#fd, this.path);
     })();
   }

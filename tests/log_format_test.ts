@@ -16,6 +16,7 @@ import { AioError, CorruptLogError, openLog, readLog } from "../mod.ts";
 import { crc32c, encodeFrame, encodeHeader, frameSize, HEADER_SIZE, maskCrc } from "../src/log_format.ts";
 import { test } from "./harness.ts";
 import { hasProgram, lastJson, quiescent, root, run, runtimeCommand, until, withDir, within } from "./helpers.ts";
+import { type Call, fdOf, parseTrace } from "./trace.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -351,7 +352,7 @@ test(
   { skip: canMount() },
 );
 
-test("framed: where fallocate is refused, zeros are written ahead instead", async () => {
+test("framed: where fallocate is refused (EOPNOTSUPP), zeros allocate the space ahead and the log works", async () => {
   // strace makes fallocate(2) fail with EOPNOTSUPP (a file system without it) in a child.
   await withDir(async (dir) => {
     const file = path.join(dir, "zeros.log");
@@ -426,3 +427,71 @@ for (const format of ["framed", "plain"] as const) {
     await quiescent();
   });
 }
+
+test("framed: chunks allocated ahead one after another under 16 writers: no record lands where zeros are being written", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, "chunks.log");
+    // 4 KiB chunks: an allocation (and its zeros) every 36 records, while 16 writers append.
+    const log = await openLog(file, { preallocate: 4096 });
+    const appended: string[][] = Array.from({ length: 16 }, () => []);
+    await Promise.all(appended.map(async (mine, writer) => {
+      for (let i = 0; i < 150; i++) {
+        const record = `<${writer}.${i}>`.padEnd(100, "-");
+        mine.push(record);
+        await log.append(record);
+      }
+    }));
+    await log.close();
+    const back = await records(file);
+    assert.equal(back.length, 16 * 150, "every record reads back");
+    for (const [writer, mine] of appended.entries()) {
+      assert.deepEqual(back.filter((record) => record.startsWith(`<${writer}.`)), mine, `writer ${writer}'s in order`);
+    }
+  });
+  await quiescent();
+});
+
+test(
+  "framed on Linux: the zeros written over allocated space go through a descriptor of their own, synced piece by piece",
+  async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, "zeros.log");
+      const script = path.join(dir, "zeros.ts");
+      fs.writeFileSync(
+        script,
+        `import { openLog } from ${JSON.stringify(path.join(root, "mod.ts"))};
+const log = await openLog(${JSON.stringify(file)}, { preallocate: 1 << 20 });
+for (let i = 0; i < 100; i++) await log.append("record " + i);
+await log.close();`,
+      );
+      const trace = path.join(dir, "trace");
+      const strace = ["strace", "-f", "--seccomp-bpf", "-qq", "-o", trace, "-P", file];
+      const result = await run([
+        ...strace,
+        "-e",
+        "trace=openat,open,pwrite64,fallocate,fdatasync",
+        ...runtimeCommand(script),
+      ]);
+      assert.equal(result.status, 0, result.stderr);
+      const calls = parseTrace(fs.readFileSync(trace, "utf8"));
+      const opened = calls.filter((call) => /^open/.test(call.name) && /^\d+$/.test(call.ret)).map((call) =>
+        Number(call.ret)
+      );
+      assert.equal(opened.length, 2, "the log's descriptor, and one for the zeros");
+      const [log, zeros] = opened;
+      const on = (fd: number, name: string): Call[] => calls.filter((call) => call.name === name && fdOf(call) === fd);
+      assert.equal(on(log, "fallocate").length, 1, "the first chunk allocated through the log's descriptor");
+      const pieces = on(zeros, "pwrite64");
+      assert.equal(pieces.length, 4, "1 MiB of zeros in 256 KiB pieces");
+      assert.ok(pieces.every((call) => /\\0\\0\\0/.test(call.args) && call.ret === "262144"), "zeros");
+      assert.equal(on(zeros, "fdatasync").length, 4, "each piece synced");
+      const records = on(log, "pwrite64").filter((call) => call.args.includes("record "));
+      assert.ok(
+        records.length >= 1 && records[0].entry > pieces[3].exit,
+        "records written after the zeros, on the log's descriptor",
+      );
+    });
+    await quiescent();
+  },
+  { skip: hasProgram("strace") ? (process.platform === "linux" ? false : "Linux only") : "strace is not installed" },
+);
