@@ -41,6 +41,7 @@ import {
   headerVersion,
   LOG_VERSION,
   MAX_RECORD_LENGTH,
+  ReadWindow,
   walkFrames,
 } from "./log_format.ts";
 import { allocator, writeZeros } from "./preallocate.ts";
@@ -922,35 +923,18 @@ async function* plainRecords(
   separator: Uint8Array,
   chunkSize: number,
 ): AsyncGenerator<Uint8Array, void> {
-  // The bytes not yielded yet are buffer[start, end). The buffer grows by doubling and is
-  // compacted only once half of it was consumed, and each byte is searched once (the last
-  // `separator.length - 1` twice): a record far longer than `chunkSize` is read in linear time.
-  let buffer = new Uint8Array(chunkSize);
-  let start = 0;
-  let end = 0;
-  let position = 0;
+  // Each byte is searched once (the last `separator.length - 1` twice).
+  const window = new ReadWindow(read, chunkSize);
   for (;;) {
-    if (buffer.length - end < chunkSize) {
-      const live = end - start;
-      if (live <= buffer.length / 2 && live + chunkSize <= buffer.length) {
-        buffer.copyWithin(0, start, end);
-      } else {
-        const grown = new Uint8Array(Math.max(buffer.length * 2, live + chunkSize));
-        grown.set(buffer.subarray(start, end));
-        buffer = grown;
-      }
-      start = 0;
-      end = live;
-    }
-    const bytes = await read(buffer.subarray(end, end + chunkSize), position);
-    if (bytes === 0) return;
-    position += bytes;
-    let from = Math.max(start, end - separator.length + 1);
-    end += bytes;
-    const view = buffer.subarray(0, end);
+    /** The unread bytes searched already (a chunk may move them to the buffer's start). */
+    const searched = window.end - window.start;
+    if (await window.more() === 0) return;
+    const { buffer } = window;
+    let from = window.start + Math.max(0, searched - separator.length + 1);
+    const view = buffer.subarray(0, window.end);
     for (let at = indexOf(view, separator, from); at >= 0; at = indexOf(view, separator, from)) {
-      yield buffer.slice(start, at);
-      start = from = at + separator.length;
+      yield buffer.slice(window.start, at);
+      window.start = from = at + separator.length;
     }
   }
 }

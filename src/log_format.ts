@@ -199,6 +199,75 @@ async function validFrameFrom(read: ReadAt, from: number, size: number): Promise
 }
 
 /**
+ * The bytes of a file read ahead, a chunk at a time: the unread part is `buffer[start, end)`,
+ * and `position` is the file offset of `buffer[end]`. The buffer grows by doubling (for a
+ * record longer than it) and is compacted only once half of it was consumed, so that a file is
+ * read in linear time whatever its records' lengths.
+ */
+export class ReadWindow {
+  buffer: Uint8Array;
+  start = 0;
+  end = 0;
+  position: number;
+  readonly #read: ReadAt;
+  readonly #chunkSize: number;
+  readonly #size: number;
+
+  /**
+   * @param read Reads the file.
+   * @param chunkSize Bytes per read.
+   * @param position Where reading starts.
+   * @param size Where it stops (`Infinity`: at the end of the file).
+   */
+  constructor(read: ReadAt, chunkSize: number, position = 0, size = Infinity) {
+    this.#read = read;
+    this.#chunkSize = chunkSize;
+    this.#size = size;
+    this.position = position;
+    this.buffer = new Uint8Array(chunkSize);
+  }
+
+  /** Reads one chunk more, after `end`; resolves with the bytes read (0 at the end). */
+  async more(wanted = 0): Promise<number> {
+    if (this.position >= this.#size) return 0;
+    if (this.buffer.length - this.end < this.#chunkSize) {
+      const live = this.end - this.start;
+      if (live <= this.buffer.length / 2 && Math.max(live, wanted) + this.#chunkSize <= this.buffer.length) {
+        this.buffer.copyWithin(0, this.start, this.end);
+      } else {
+        const grown = new Uint8Array(Math.max(this.buffer.length * 2, Math.max(live, wanted) + this.#chunkSize));
+        grown.set(this.buffer.subarray(this.start, this.end));
+        this.buffer = grown;
+      }
+      this.start = 0;
+      this.end = live;
+    }
+    // A chunk, or what a longer record still lacks.
+    const want = Math.max(this.#chunkSize, wanted - (this.end - this.start));
+    const room = Math.min(want, this.buffer.length - this.end, this.#size - this.position);
+    const bytes = await this.#read(this.buffer.subarray(this.end, this.end + room), this.position);
+    this.end += bytes;
+    this.position += bytes;
+    return bytes;
+  }
+
+  /** Reads until `wanted` bytes are unread, or the end of the file. */
+  async fill(wanted: number): Promise<void> {
+    while (this.end - this.start < wanted && await this.more(wanted) > 0);
+  }
+
+  /** Skips `count` bytes, read or not. */
+  skip(count: number): void {
+    if (this.end - this.start >= count) {
+      this.start += count;
+    } else {
+      this.position += count - (this.end - this.start);
+      this.start = this.end = 0;
+    }
+  }
+}
+
+/**
  * Walks the frames of a framed log of `size` bytes from `HEADER_SIZE` on: yields each record
  * with its offset, then returns where the log ends (just after the last valid frame: where the
  * next record goes). Throws CorruptLogError for a corrupted record before valid ones. Reads
@@ -215,37 +284,12 @@ export async function* walkFrames(
   path: string,
   chunkSize = 65536,
 ): AsyncGenerator<{ offset: number; record: Uint8Array }, number> {
-  // The bytes read and not walked yet are buffer[start, end); buffer[start] is at file offset
-  // `offset`, and `position` is the file offset of buffer[end].
-  let buffer = new Uint8Array(Math.max(chunkSize, FRAME_HEADER_SIZE));
-  let start = 0;
-  let end = 0;
+  const window = new ReadWindow(read, Math.max(chunkSize, FRAME_HEADER_SIZE), HEADER_SIZE, size);
+  /** The file offset of the unread bytes' start. */
   let offset = HEADER_SIZE;
-  let position = HEADER_SIZE;
-  /** Makes `wanted` bytes available from `start`, as far as the file goes. */
-  const fill = async (wanted: number): Promise<void> => {
-    while (end - start < wanted && position < size) {
-      if (buffer.length - end < chunkSize) {
-        // Room for one more read: compact, or grow for a record longer than the buffer.
-        const live = end - start;
-        if (live <= buffer.length / 2 && wanted + chunkSize <= buffer.length) {
-          buffer.copyWithin(0, start, end);
-        } else {
-          const grown = new Uint8Array(Math.max(buffer.length * 2, wanted + chunkSize));
-          grown.set(buffer.subarray(start, end));
-          buffer = grown;
-        }
-        start = 0;
-        end = live;
-      }
-      const bytes = await read(buffer.subarray(end, end + Math.min(buffer.length - end, size - position)), position);
-      if (bytes === 0) break;
-      end += bytes;
-      position += bytes;
-    }
-  };
   for (;;) {
-    await fill(FRAME_HEADER_SIZE);
+    await window.fill(FRAME_HEADER_SIZE);
+    const { buffer, start, end } = window;
     if (end - start < FRAME_HEADER_SIZE) return offset;
     const view = new DataView(buffer.buffer, buffer.byteOffset + start, FRAME_HEADER_SIZE);
     const length = view.getUint32(0, true);
@@ -257,19 +301,13 @@ export async function* walkFrames(
       // It runs past the end of the file: a write cut short.
       return offset;
     } else {
-      await fill(FRAME_HEADER_SIZE + length);
-      const frame = buffer.subarray(start, start + FRAME_HEADER_SIZE + length);
+      await window.fill(FRAME_HEADER_SIZE + length);
+      const frame = window.buffer.subarray(window.start, window.start + FRAME_HEADER_SIZE + length);
       if (frameValid(frame, length)) {
         yield { offset, record: frame.slice(FRAME_HEADER_SIZE) };
         const total = frameSize(length);
         offset += total;
-        if (end - start >= total) {
-          start += total;
-        } else {
-          // The padding was not read yet: go on from the next frame.
-          start = end = 0;
-          position = offset;
-        }
+        window.skip(total);
         continue;
       }
       // Bytes that do not match their checksum, holding a sector the crash left unwritten.
