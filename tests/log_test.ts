@@ -206,7 +206,9 @@ async function runScenario(
   round: number,
 ): Promise<void> {
   const file = path.join(dir, `p${round}.log`);
-  const log = await openLog(file, { format });
+  // Framed, with the smallest chunks allocated ahead: records of 200 bytes cross into a new chunk
+  // every 10 or so, so allocations (and their zeros) run in the middle of the schedules.
+  const log = await openLog(file, format === "framed" ? { format, preallocate: 4096 } : { format });
   const fails = new Set(scenario.failAt);
   const injected = new AioError(native().abi.constants.EIO, "fdatasync", { path: file });
   let ios = 0;
@@ -241,7 +243,11 @@ async function runScenario(
     // Each writer starts when the scheduler says: writers interleave in every order.
     await s.schedule(Promise.resolve(), `writer ${writer} starts`);
     for (const [index, step] of steps.entries()) {
-      const call: Call = { id: `<w${writer}.${index}>`, order: calls.length, afterClose: closed };
+      const call: Call = {
+        id: `<w${writer}.${index}:`.padEnd(199, "-") + ">",
+        order: calls.length,
+        afterClose: closed,
+      };
       calls.push(call);
       const settled = log.append(call.id).then(
         () => void (call.outcome = "resolved"),
