@@ -254,8 +254,8 @@ class Log implements AioLog {
   readonly format: LogFormat;
   readonly #fd: number;
   readonly #fullSync: boolean;
-  /** Syncs are plain `aio_fsync(O_DSYNC)`s: no full-sync step follows them. */
-  readonly #plainSyncs: boolean;
+  /** Syncs are `aio_fsync(O_DSYNC)`s alone: no full-sync step follows them. */
+  readonly #syncsAlone: boolean;
   /** Write and sync submitted back to back (`features.fsync_after_queued_writes`). */
   readonly #pipelined: boolean;
   /** A batch may be queued behind the previous batch's sync (`features.fd_requests_in_order`). */
@@ -290,9 +290,9 @@ class Log implements AioLog {
     this.#fullSync = fullSync;
     // The platform the syncs follow: the C library's, or Darwin's table in the Darwin harness.
     const { features, full_sync } = followedPlatform().abi;
-    this.#plainSyncs = full_sync === null || !fullSync;
-    this.#pipelined = features.fsync_after_queued_writes && this.#plainSyncs;
-    this.#ahead = features.fd_requests_in_order && this.#plainSyncs;
+    this.#syncsAlone = full_sync === null || !fullSync;
+    this.#pipelined = features.fsync_after_queued_writes && this.#syncsAlone;
+    this.#ahead = features.fd_requests_in_order && this.#syncsAlone;
     this.#space = chunk === false
       ? undefined
       : new Space(fd, path, chunk, position, (error) => this.#fail([], error));
@@ -462,7 +462,7 @@ class Log implements AioLog {
   #sync(): Promise<unknown> {
     // Not through fdatasync() where no full-sync step follows: it holds a sync back while another
     // of the fd is in flight, and the batch queued ahead must go in behind the one in libc.
-    const sync: Promise<unknown> = this.#plainSyncs
+    const sync: Promise<unknown> = this.#syncsAlone
       ? submitWith(undefined, () => AioRequest.fsync(this.#fd, "dsync"))
       : fdatasync(this.#fd, { fullSync: this.#fullSync });
     return logHooks.io(sync, "sync");
