@@ -30,7 +30,7 @@ export interface EngineOperation extends Operation {
 /** The outcome of `aio_cancel` for one request. */
 export type CancelResult = "canceled" | "notcanceled" | "alldone";
 
-/** The default strategy, in every runtime, as measured (see README, "How completion works"). */
+/** The default strategy, in every runtime, as measured (see docs/design.md, "How completion works"). */
 const DEFAULT_COMPLETION: CompletionName = "poll+suspend";
 
 /** Picks the strategy: `configure()`, then `POSIX_AIO_COMPLETION`, then the default. */

@@ -109,7 +109,7 @@ test("fdatasync() reaches the kernel as fdatasync(2) and fsync() as fsync(2), on
 test(
   "one writer on a device of 100 µs per sync, nothing else running: syncs are noticed on the JavaScript thread",
   async () => {
-    // The spin naps in aio_suspend while the event loop is idle (README, "How completion works"),
+    // The spin naps in aio_suspend while the event loop is idle (docs/design.md, "How completion works"),
     // for up to 300 µs: glibc's thread wakes the JavaScript thread itself. Before, the spin gave up
     // after 100 µs and every such sync was waited for off the thread. A busy machine may make
     // some miss the window; not all of them.
