@@ -16,7 +16,7 @@ import { logHooks } from "../src/log.ts";
 import { followPlatform } from "../src/sync.ts";
 import { type Loaded, native } from "../src/target.ts";
 import { test } from "./harness.ts";
-import { quiescent, withDir, within } from "./helpers.ts";
+import { emulator, quiescent, withDir, within } from "./helpers.ts";
 
 /** A gap a caller leaves between two calls. */
 type Gap = { kind: "micro"; count: number } | { kind: "immediate" } | { kind: "timeout" };
@@ -186,6 +186,9 @@ const scenarioArbitrary: fc.Arbitrary<Scenario> = fc
     })
   );
 
+/** Runs per property: fewer under an emulator, where a run takes ten to fifty times longer. */
+const RUNS = emulator === undefined ? 120 : 15;
+
 /** What one append saw. */
 interface Call {
   readonly id: string;
@@ -345,7 +348,7 @@ for (const format of FORMATS) {
             fc.asyncProperty(fc.scheduler(), scenarioArbitrary, async (s, scenario) => {
               await runScenario(dir, format, s, scenario, round++);
             }),
-            { numRuns: 120, endOnFailure: true },
+            { numRuns: RUNS, endOnFailure: true },
           );
         } finally {
           logHooks.io = (operation) => operation;
