@@ -5,13 +5,13 @@
  * durable side by side.
  *
  * ```sh
- * npm run bench:server                      # everything: about 5 minutes
+ * npm run bench:server                      # everything: about 7 minutes
  * bun bench/server_bench.ts --quick         # 1 s points, 1 and 64 connections
  * bun bench/server_bench.ts --runtime=deno --device=disk+1ms --variant=log,native --connections=64
  * ```
  *
  * Options (`--name=value`, lists comma-separated): `--runtime` (deno, bun, node), `--device` (disk,
- * disk+1ms), `--variant` (native, fdatasync, log), `--connections` (1, 16, 64), `--duration`
+ * disk+1ms, memory), `--variant` (native, fdatasync, log), `--connections` (1, 16, 64), `--duration`
  * (seconds per point, default 5), `--dir` (where the record files go: a folder on a real disk,
  * default the system's temporary folder, else the home or the current folder, whichever is on a
  * disk: tmpfs and ramfs are refused), `--pin` (run the server
@@ -22,6 +22,9 @@
  * - `disk+1ms`: the same disk with every fdatasync(2) of the server process taking 1 ms more
  *   (strace -f --seccomp-bpf with `inject=fdatasync:delay_exit=1000`: only fdatasync(2) stops
  *   in the tracer, other syscalls run at full speed): a cloud volume or a consumer SSD.
+ * - `memory`: a folder on /dev/shm (tmpfs), where a sync costs next to nothing: not a device a
+ *   durable store would use, but the ceiling of each variant on this machine, what the server
+ *   and the load generator serve when the device never waits, measured in the same run.
  *
  * Each point starts a fresh server on a fresh file, sends a warm-up of requests, then loads it
  * for `duration` seconds with `connections` keep-alive connections, each with one request in
@@ -67,12 +70,14 @@ import {
 } from "./common.ts";
 
 type Runtime = "deno" | "bun" | "node";
+/** The bench's devices: the disks of `./common.ts`, and memory for the ceiling. */
+type ServerDevice = Device | "memory";
 type Variant = "native" | "fdatasync" | "log";
 
 /** One point, as printed. */
 interface Row {
   runtime: Runtime;
-  device: Device;
+  device: ServerDevice;
   variant: Variant;
   connections: number;
   requests_per_s: number;
@@ -111,6 +116,9 @@ interface LoadPlan {
 }
 
 const RUNTIMES: readonly Runtime[] = ["deno", "bun", "node"];
+const SERVER_DEVICES: readonly ServerDevice[] = [...DEVICES, "memory"];
+/** Where the `memory` device's folder goes. */
+const MEMORY_ROOT = "/dev/shm";
 const VARIANTS: readonly Variant[] = ["native", "fdatasync", "log"];
 const CONNECTIONS: readonly number[] = [1, 16, 64];
 /** A server that does not listen within this is a failure (ms). */
@@ -212,7 +220,7 @@ interface Server {
 /** Starts the example in `runtime` on a free port, under strace on `disk+1ms`. */
 async function startServer(
   runtime: Runtime,
-  device: Device,
+  device: ServerDevice,
   variant: Variant,
   file: string,
   straceLog: string,
@@ -296,13 +304,14 @@ function verify(report: LoadReport, served: string, stored: string, label: strin
 /** Runs one point: fresh server, warm-up, timed load, checks. */
 async function point(
   runtime: Runtime,
-  device: Device,
+  device: ServerDevice,
   variant: Variant,
   connections: number,
-  options: { dir: string; seconds: number; ticks: number; pin: boolean },
+  options: { dir: string; memoryDir: string | undefined; seconds: number; ticks: number; pin: boolean },
 ): Promise<Row> {
   const label = `${runtime} ${device} ${variant} ${connections}`;
-  const file = path.join(options.dir, `${runtime}-${device}-${variant}-${connections}.log`);
+  const dir = device === "memory" ? options.memoryDir! : options.dir;
+  const file = path.join(dir, `${runtime}-${device}-${variant}-${connections}.log`);
   const straceLog = `${file}.strace`;
   const server = await startServer(runtime, device, variant, file, straceLog, options.pin);
   let report: LoadReport;
@@ -357,12 +366,15 @@ async function main(args: string[]): Promise<void> {
   const quick = args.includes("--quick");
   const pin = args.includes("--pin");
   const runtimes = listOption(args, "runtime", RUNTIMES, RUNTIMES);
-  const devices = listOption(args, "device", DEVICES, DEVICES);
+  const devices = listOption(args, "device", SERVER_DEVICES, SERVER_DEVICES);
   const variants = listOption(args, "variant", VARIANTS, VARIANTS);
   const connections = listOption(args, "connections", CONNECTIONS, quick ? [1, 64] : CONNECTIONS);
   const seconds = numberOption(args, "duration", quick ? 1 : 5);
-  requireStrace(devices);
+  requireStrace(devices.filter((device): device is Device => device !== "memory"));
   const dir = diskFolder(stringOption(args, "dir"), "posix-aio-server-bench-");
+  const memoryDir = devices.includes("memory")
+    ? fs.mkdtempSync(path.join(MEMORY_ROOT, "posix-aio-server-bench-"))
+    : undefined;
   const ticks = clockTicks();
   try {
     const total = runtimes.length * devices.length * connections.length * variants.length;
@@ -375,7 +387,7 @@ async function main(args: string[]): Promise<void> {
             console.error(
               `point ${++done}/${total}: ${runtime} ${device} ${variant} ${count} connections (load ${load})`,
             );
-            const row = await point(runtime, device, variant, count, { dir, seconds, ticks, pin });
+            const row = await point(runtime, device, variant, count, { dir, memoryDir, seconds, ticks, pin });
             console.log(JSON.stringify(row));
           }
         }
@@ -383,6 +395,7 @@ async function main(args: string[]): Promise<void> {
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    if (memoryDir !== undefined) fs.rmSync(memoryDir, { recursive: true, force: true });
   }
 }
 
