@@ -69,19 +69,25 @@ const OFF_THREAD: Record<string, { args: string[]; returns: string }> = Object.f
 /**
  * Runs in each Worker: opens the library by the same path, binding every off-thread symbol,
  * and performs one blocking call per message, answering with its result and the errno of that
- * thread.
+ * thread. The thread's errno is viewed once, at the first message, so that it is read right
+ * after each call: anything allocated in between (a view made then) could run the collector,
+ * whose own C calls may overwrite errno.
  */
 const WORKER_SOURCE = `
 const { dlopen, toArrayBuffer } = require("bun:ffi");
 let lib;
+let errnoCell;
 self.onmessage = (event) => {
   const [path, errnoSymbol, name, args] = event.data;
-  lib ??= dlopen(path, {
-    ...${JSON.stringify(OFF_THREAD)},
-    [errnoSymbol]: ${JSON.stringify(bunDefinition(ERRNO_DEFINITION))},
-  });
+  if (lib === undefined) {
+    lib = dlopen(path, {
+      ...${JSON.stringify(OFF_THREAD)},
+      [errnoSymbol]: ${JSON.stringify(bunDefinition(ERRNO_DEFINITION))},
+    });
+    errnoCell = new Int32Array(toArrayBuffer(lib.symbols[errnoSymbol](), 0, 4));
+  }
   const result = lib.symbols[name](...args);
-  const errno = result === -1 ? new Int32Array(toArrayBuffer(lib.symbols[errnoSymbol](), 0, 4))[0] : 0;
+  const errno = result === -1 ? errnoCell[0] : 0;
   postMessage([result, errno]);
 };
 `;
@@ -177,15 +183,14 @@ export function createBunBackend(): Backend {
       for (const [key, def] of Object.entries(SYMBOLS) as [string, SymbolDefinition][]) {
         if (def.offThread) symbols[key] = (...args: unknown[]) => pool.call(def.symbol ?? key, args);
       }
-      let errnoCell: Int32Array | undefined;
+      // Viewed now, not at the first failure: a view made between a call and the read of its
+      // errno could run the collector, whose own C calls may overwrite errno.
+      const errnoCell = new Int32Array(ffi.toArrayBuffer(errnoLocation(), 0, 4));
       return {
         path,
         symbols: symbols as unknown as Libc,
         has: (name) => symbols[name] != null,
-        errno(): number {
-          errnoCell ??= new Int32Array(ffi.toArrayBuffer(errnoLocation(), 0, 4));
-          return errnoCell[0];
-        },
+        errno: (): number => errnoCell[0],
         close(): void {
           for (const one of extra) one.close();
           library.close();

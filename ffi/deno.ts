@@ -110,17 +110,16 @@ export function createDenoBackend(): Backend {
         throw error;
       }
       const symbols = bind(library.symbols as Record<string, unknown>);
-      let errnoCell: Int32Array | undefined;
+      // Viewed now, not at the first failure: a view made between a call and the read of its
+      // errno could run the collector, whose own C calls may overwrite errno.
+      const errnoCell = new Int32Array(
+        Deno.UnsafePointerView.getArrayBuffer(pointerObject(symbols.errno_location()), 4),
+      );
       return {
         path,
         symbols,
         has: (name) => symbols[name] != null,
-        errno(): number {
-          errnoCell ??= new Int32Array(
-            Deno.UnsafePointerView.getArrayBuffer(pointerObject(symbols.errno_location()), 4),
-          );
-          return errnoCell[0];
-        },
+        errno: (): number => errnoCell[0],
         close: () => library.close(),
       };
     },

@@ -459,15 +459,14 @@ export function createNodeBackend(): Backend {
         throw error;
       }
       const c = symbols as unknown as Libc;
-      let errnoCell: Int32Array | undefined;
+      // Viewed now, not at the first failure: a view made between a call and the read of its
+      // errno could run the collector, whose own C calls may overwrite errno.
+      const errnoCell = new Int32Array(ffi.toArrayBuffer(c.errno_location() as bigint, 4, false));
       return {
         path,
         symbols: c,
         has: (name) => symbols[name] != null,
-        errno(): number {
-          errnoCell ??= new Int32Array(ffi.toArrayBuffer(c.errno_location() as bigint, 4, false));
-          return errnoCell[0];
-        },
+        errno: (): number => errnoCell[0],
         close(): void {
           for (const library of libraries) library.close();
         },
