@@ -40,6 +40,13 @@ const GAPS: Gap[] = [
 const decoder = new TextDecoder();
 
 /**
+ * How long a test waits for appends and close() to settle before it reports a hang: longer
+ * under an emulator, where a round of real requests takes ten to fifty times longer (and far more
+ * on a machine shared with other emulated runs).
+ */
+const SETTLE_MS = emulator === undefined ? 10_000 : 60_000;
+
+/**
  * The records of a log written by the tests below, `<id>` each: as `readLog()` yields them from
  * a framed log, as the text of a plain one shows them.
  */
@@ -61,13 +68,13 @@ for (const format of FORMATS) {
       for (const gap of GAPS) {
         const file = path.join(dir, `gap-${gap.kind}-${gap.kind === "micro" ? gap.count : 0}.log`);
         const log = await openLog(file, { format });
-        await within(log.append("<a>"), 10_000, `the first append (${JSON.stringify(gap)})`);
+        await within(log.append("<a>"), SETTLE_MS, `the first append (${JSON.stringify(gap)})`);
         await pause(gap);
-        await within(log.append("<b>"), 10_000, `an append after a gap of ${JSON.stringify(gap)}`);
+        await within(log.append("<b>"), SETTLE_MS, `an append after a gap of ${JSON.stringify(gap)}`);
         await pause(gap);
         const third = log.append("<c>");
         // close() right behind it waits for it.
-        await within(log.close(), 10_000, `close() after a gap of ${JSON.stringify(gap)}`);
+        await within(log.close(), SETTLE_MS, `close() after a gap of ${JSON.stringify(gap)}`);
         await third;
         assert.deepEqual(await recordsOf(file, format), ["<a>", "<b>", "<c>"], JSON.stringify(gap));
       }
@@ -87,7 +94,7 @@ for (const format of FORMATS) {
         await pause(gap);
         const order: string[] = [];
         const appended = log.append("<b>").then(() => order.push("append"), () => order.push("append rejected"));
-        await within(log.close().then(() => order.push("close")), 10_000, `close() (${JSON.stringify(gap)})`);
+        await within(log.close().then(() => order.push("close")), SETTLE_MS, `close() (${JSON.stringify(gap)})`);
         await appended;
         assert.deepEqual(order, ["append", "close"], JSON.stringify(gap));
         assert.deepEqual(
@@ -120,11 +127,11 @@ for (const format of FORMATS) {
         const batch = ["<1>", "<2>", "<3>"].map((record) =>
           log.append(record).then(() => "resolved", (error) => error)
         );
-        const outcomes = await within(Promise.all(batch), 10_000, "the batch's callers");
+        const outcomes = await within(Promise.all(batch), SETTLE_MS, "the batch's callers");
         assert.deepEqual(outcomes, [failure, failure, failure], "each caller of the batch rejects with the error");
         logHooks.allocate = original;
         await assert.rejects(log.append("<later>"), (error) => error === failure, "the failure is final for the log");
-        await within(log.close(), 10_000, "close()");
+        await within(log.close(), SETTLE_MS, "close()");
         assert.deepEqual(await recordsOf(file, format), ["<ok>"]);
         // Give any stray rejection the time to be reported (a macrotask is enough in both runtimes).
         await new Promise((resolve) => setTimeout(resolve, 10));
@@ -269,7 +276,7 @@ async function runScenario(
     // Every append settles, awaited by its writer or not.
     while (calls.some((call) => call.settledAt === undefined)) await new Promise((r) => setTimeout(r, 1));
   })();
-  await within(s.waitFor(everything), 10_000, `every append and close() of round ${round} settling`);
+  await within(s.waitFor(everything), SETTLE_MS, `every append and close() of round ${round} settling`);
 
   // close() waited for every append made before it.
   for (const call of calls) {
