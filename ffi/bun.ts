@@ -10,7 +10,15 @@
  */
 
 import { ERRNO_DEFINITION, ERRNO_LOCATION, type NativeType, type SymbolDefinition, SYMBOLS } from "./symbols.ts";
-import type { Address, Backend, Libc, NativeLibrary, OffThreadResult, ThreadSafeCallback } from "./types.ts";
+import {
+  type Address,
+  type Backend,
+  errnoReader,
+  type Libc,
+  type NativeLibrary,
+  type OffThreadResult,
+  type ThreadSafeCallback,
+} from "./types.ts";
 
 /** The part of `bun:ffi` this backend uses. */
 interface BunFfi {
@@ -183,14 +191,11 @@ export function createBunBackend(): Backend {
       for (const [key, def] of Object.entries(SYMBOLS) as [string, SymbolDefinition][]) {
         if (def.offThread) symbols[key] = (...args: unknown[]) => pool.call(def.symbol ?? key, args);
       }
-      // Viewed now, not at the first failure: a view made between a call and the read of its
-      // errno could run the collector, whose own C calls may overwrite errno.
-      const errnoCell = new Int32Array(ffi.toArrayBuffer(errnoLocation(), 0, 4));
       return {
         path,
         symbols: symbols as unknown as Libc,
         has: (name) => symbols[name] != null,
-        errno: (): number => errnoCell[0],
+        errno: errnoReader(ffi.toArrayBuffer(errnoLocation(), 0, 4)),
         close(): void {
           for (const one of extra) one.close();
           library.close();

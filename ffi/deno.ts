@@ -9,6 +9,7 @@ import { ERRNO_DEFINITION, ERRNO_LOCATION, type NativeType, type SymbolDefinitio
 import {
   type Address,
   type Backend,
+  errnoReader,
   FfiPermissionError,
   type Libc,
   type NativeLibrary,
@@ -110,16 +111,11 @@ export function createDenoBackend(): Backend {
         throw error;
       }
       const symbols = bind(library.symbols as Record<string, unknown>);
-      // Viewed now, not at the first failure: a view made between a call and the read of its
-      // errno could run the collector, whose own C calls may overwrite errno.
-      const errnoCell = new Int32Array(
-        Deno.UnsafePointerView.getArrayBuffer(pointerObject(symbols.errno_location()), 4),
-      );
       return {
         path,
         symbols,
         has: (name) => symbols[name] != null,
-        errno: (): number => errnoCell[0],
+        errno: errnoReader(Deno.UnsafePointerView.getArrayBuffer(pointerObject(symbols.errno_location()), 4)),
         close: () => library.close(),
       };
     },

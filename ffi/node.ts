@@ -22,6 +22,7 @@ import { ERRNO_DEFINITION, ERRNO_LOCATION, type NativeType, type SymbolDefinitio
 import {
   type Address,
   type Backend,
+  errnoReader,
   FfiPermissionError,
   type Libc,
   type NativeLibrary,
@@ -459,14 +460,11 @@ export function createNodeBackend(): Backend {
         throw error;
       }
       const c = symbols as unknown as Libc;
-      // Viewed now, not at the first failure: a view made between a call and the read of its
-      // errno could run the collector, whose own C calls may overwrite errno.
-      const errnoCell = new Int32Array(ffi.toArrayBuffer(c.errno_location() as bigint, 4, false));
       return {
         path,
         symbols: c,
         has: (name) => symbols[name] != null,
-        errno: (): number => errnoCell[0],
+        errno: errnoReader(ffi.toArrayBuffer(c.errno_location() as bigint, 4, false)),
         close(): void {
           for (const library of libraries) library.close();
         },

@@ -49,6 +49,17 @@ export interface NativeLibrary {
   close(): void;
 }
 
+/**
+ * `NativeLibrary.errno` over `cell`, a view of the 4 bytes at `__errno_location()` of the
+ * JavaScript thread, made once when the library opens: then reading errno right after a call
+ * allocates nothing, where a view made at that moment could run the collector, whose own C calls
+ * may overwrite errno.
+ */
+export function errnoReader(cell: ArrayBuffer): () => number {
+  const errno = new Int32Array(cell);
+  return () => errno[0];
+}
+
 /** A C function pointer that may be called from any thread and runs a JS function. */
 export interface ThreadSafeCallback {
   /** The function pointer to hand to C. */
