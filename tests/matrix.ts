@@ -511,10 +511,18 @@ async function prepareMuslLibraries(): Promise<void> {
   const shim = path.join(folder, "ld-linux-x86-64.so.2");
   const built = await execute(["musl-gcc", "-shared", "-fPIC", "-O2", "-Wall", "-o", shim, source]);
   if (built.status !== 0) throw new Error(`musl-gcc could not build the shim:\n${built.output}`);
-  for (const name of ["libc.musl-x86_64.so.1", "libc.so.6", "libm.so.6"]) {
-    fs.symlinkSync(MUSL_LIBC, path.join(folder, name));
+  fillLibraryFolder(folder, MUSL_LIBC, "x86_64", systemLibrary);
+}
+
+/**
+ * Puts into `folder` musl (`libc`) under the names Bun's musl build and Debian's libstdc++ ask
+ * for, and copies of Debian's libstdc++ and libgcc_s (`library` finds each by name).
+ */
+function fillLibraryFolder(folder: string, libc: string, arch: string, library: (name: string) => string): void {
+  for (const name of [`libc.musl-${arch}.so.1`, "libc.so.6", "libm.so.6"]) {
+    fs.symlinkSync(libc, path.join(folder, name));
   }
-  for (const name of ["libstdc++.so.6", "libgcc_s.so.1"]) fs.copyFileSync(systemLibrary(name), path.join(folder, name));
+  for (const name of ["libstdc++.so.6", "libgcc_s.so.1"]) fs.copyFileSync(library(name), path.join(folder, name));
 }
 
 /**
@@ -561,12 +569,12 @@ async function prepareAarch64Musl(): Promise<void> {
     ...["-L", path.join(unpacked, "lib/aarch64-linux-musl"), "-lc"],
   ]);
   if (built.status !== 0) throw new Error(`aarch64-linux-gnu-gcc could not build the shim:\n${built.output}`);
-  for (const name of ["libc.musl-aarch64.so.1", "libc.so.6", "libm.so.6"]) {
-    fs.symlinkSync(AARCH64_MUSL_LOADER, path.join(AARCH64_MUSL_LIB, name));
-  }
-  for (const name of ["libstdc++.so.6", "libgcc_s.so.1"]) {
-    fs.copyFileSync(path.join(AARCH64_SYSROOT, "lib", name), path.join(AARCH64_MUSL_LIB, name));
-  }
+  fillLibraryFolder(
+    AARCH64_MUSL_LIB,
+    AARCH64_MUSL_LOADER,
+    "aarch64",
+    (name) => path.join(AARCH64_SYSROOT, "lib", name),
+  );
 }
 
 /** Prints the target as the module sees it in this runtime; resolves with its default strategy. */
